@@ -1,0 +1,187 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { DEFAULT_MAIN_TASK_QUEUE, DEFAULT_TRAINING_TASK_QUEUE } from './constants.js';
+import { ConfigError } from './errors.js';
+
+const port = z.coerce.number().int().min(1).max(65_535);
+const positiveInt = z.coerce.number().int().min(1);
+const optionalUrl = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .pipe(z.url().optional())
+  .optional();
+const optionalString = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .optional();
+const hostPort = z
+  .string()
+  .trim()
+  .regex(/^[^\s:/]+:\d{1,5}$/, 'expected host:port, for example temporal:7233')
+  .optional()
+  .or(z.literal('').transform(() => undefined));
+
+/**
+ * Every environment variable the platform reads, with its default. The README's configuration table mirrors this
+ * object; `describeConfigVariables()` prints it.
+ */
+const environmentSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MLOPS_DATA_DIR: z.string().min(1).default('.data'),
+  MLOPS_TOOLS_DIR: optionalString,
+
+  TEMPORAL_ADDRESS: hostPort,
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default(DEFAULT_MAIN_TASK_QUEUE),
+  TEMPORAL_TRAINING_TASK_QUEUE: z.string().min(1).default(DEFAULT_TRAINING_TASK_QUEUE),
+  TEMPORAL_PORT: port.default(7233),
+  TEMPORAL_UI_PORT: port.default(8233),
+
+  DATABASE_URL: optionalUrl.refine((v) => v === undefined || /^postgres(ql)?:\/\//.test(v), {
+    message: 'expected a postgres:// or postgresql:// URL',
+  }),
+  POSTGRES_PORT: port.default(5433),
+
+  S3_ENDPOINT: optionalUrl,
+  S3_ACCESS_KEY: z.string().min(3).default('minioadmin'),
+  S3_SECRET_KEY: z.string().min(8).default('minioadmin'),
+  S3_BUCKET: z
+    .string()
+    .regex(
+      /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+      'expected a valid S3 bucket name (3-63 lowercase letters, digits, - or .)',
+    )
+    .default('mlops-artifacts'),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  MINIO_PORT: port.default(9000),
+  MINIO_CONSOLE_PORT: port.default(9001),
+
+  API_HOST: z.string().min(1).default('127.0.0.1'),
+  API_PORT: port.default(3000),
+  API_BODY_LIMIT_BYTES: positiveInt.default(1_048_576),
+
+  WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt.default(8),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt.default(16),
+  TRAINING_WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt.default(1),
+  WORKER_SHUTDOWN_GRACE_SECONDS: positiveInt.default(30),
+  SERVICE_START_TIMEOUT_SECONDS: positiveInt.default(60),
+});
+
+export type Environment = z.input<typeof environmentSchema>;
+
+/** Where an external service is reached; `managed` means the local stack manager starts it when it is absent. */
+export interface AppConfig {
+  readonly nodeEnv: 'development' | 'production' | 'test';
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Absolute path; holds the local services' data, logs and scratch files. */
+  readonly dataDir: string;
+  /** Absolute path of the per-user folder where built service binaries are cached. */
+  readonly toolsDir: string;
+  readonly temporal: {
+    /** host:port of an external Temporal frontend; undefined: the stack manager runs a dev server. */
+    readonly address: string | undefined;
+    readonly namespace: string;
+    readonly taskQueue: string;
+    readonly trainingTaskQueue: string;
+    readonly port: number;
+    readonly uiPort: number;
+  };
+  readonly database: {
+    /** undefined: the stack manager runs an embedded PostgreSQL. */
+    readonly url: string | undefined;
+    readonly port: number;
+  };
+  readonly s3: {
+    /** undefined: the stack manager runs a local MinIO. */
+    readonly endpoint: string | undefined;
+    readonly accessKey: string;
+    readonly secretKey: string;
+    readonly bucket: string;
+    readonly region: string;
+    readonly port: number;
+    readonly consolePort: number;
+  };
+  readonly api: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  readonly worker: {
+    readonly maxConcurrentActivities: number;
+    readonly maxConcurrentWorkflowTasks: number;
+    readonly trainingMaxConcurrentActivities: number;
+    readonly shutdownGraceSeconds: number;
+  };
+  readonly serviceStartTimeoutSeconds: number;
+}
+
+/** The per-user binary cache, shared by every clone on the machine (the way Playwright keeps its browsers). */
+export function defaultToolsDir(): string {
+  const cacheHome = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(cacheHome, 'temporal-mlops', 'bin');
+}
+
+/**
+ * Parses the environment once into a typed configuration.
+ *
+ * @throws ConfigError naming each malformed variable, with what was expected.
+ * @example const config = loadConfig(process.env);
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): AppConfig {
+  const known = Object.fromEntries(Object.keys(environmentSchema.shape).map((k) => [k, env[k]]));
+  const parsed = environmentSchema.safeParse(known);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => ({
+      variable: String(issue.path[0] ?? '(environment)'),
+      problem: issue.message,
+    }));
+    const lines = issues.map((i) => `  ${i.variable}=${JSON.stringify(env[i.variable] ?? '')}: ${i.problem}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`, issues);
+  }
+  const e = parsed.data;
+  return {
+    nodeEnv: e.NODE_ENV,
+    logLevel: e.LOG_LEVEL,
+    dataDir: path.resolve(cwd, e.MLOPS_DATA_DIR),
+    toolsDir: e.MLOPS_TOOLS_DIR ? path.resolve(cwd, e.MLOPS_TOOLS_DIR) : defaultToolsDir(),
+    temporal: {
+      address: e.TEMPORAL_ADDRESS,
+      namespace: e.TEMPORAL_NAMESPACE,
+      taskQueue: e.TEMPORAL_TASK_QUEUE,
+      trainingTaskQueue: e.TEMPORAL_TRAINING_TASK_QUEUE,
+      port: e.TEMPORAL_PORT,
+      uiPort: e.TEMPORAL_UI_PORT,
+    },
+    database: { url: e.DATABASE_URL, port: e.POSTGRES_PORT },
+    s3: {
+      endpoint: e.S3_ENDPOINT,
+      accessKey: e.S3_ACCESS_KEY,
+      secretKey: e.S3_SECRET_KEY,
+      bucket: e.S3_BUCKET,
+      region: e.S3_REGION,
+      port: e.MINIO_PORT,
+      consolePort: e.MINIO_CONSOLE_PORT,
+    },
+    api: { host: e.API_HOST, port: e.API_PORT, bodyLimitBytes: e.API_BODY_LIMIT_BYTES },
+    worker: {
+      maxConcurrentActivities: e.WORKER_MAX_CONCURRENT_ACTIVITIES,
+      maxConcurrentWorkflowTasks: e.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+      trainingMaxConcurrentActivities: e.TRAINING_WORKER_MAX_CONCURRENT_ACTIVITIES,
+      shutdownGraceSeconds: e.WORKER_SHUTDOWN_GRACE_SECONDS,
+    },
+    serviceStartTimeoutSeconds: e.SERVICE_START_TIMEOUT_SECONDS,
+  };
+}
+
+/** The resolved endpoints of the three services, whether external or started locally. */
+export interface ServiceEndpoints {
+  readonly temporal: { readonly address: string; readonly namespace: string; readonly uiUrl: string | undefined };
+  readonly databaseUrl: string;
+  readonly s3: {
+    readonly endpoint: string;
+    readonly accessKey: string;
+    readonly secretKey: string;
+    readonly bucket: string;
+    readonly region: string;
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * The database schema, one module per aggregate. `storage/database.ts` passes this module to Drizzle, and
+ * drizzle-kit generates `schema/migrations/` from it (`npm run db:generate`).
+ */
+export type { JsonProperties } from './columns.js';
+export {
+  PIPELINE_RUN_STATUSES,
+  PIPELINE_STAGE_STATUSES,
+  pipelines,
+  pipelineVersions,
+  pipelineRuns,
+  pipelineRunStages,
+  pipelinesRelations,
+  pipelineVersionsRelations,
+  pipelineRunsRelations,
+  pipelineRunStagesRelations,
+} from './pipelines.js';
+export type {
+  PipelineRunStatus,
+  PipelineStageStatus,
+  RunFailure,
+  Pipeline,
+  NewPipeline,
+  PipelineVersion,
+  NewPipelineVersion,
+  PipelineRun,
+  NewPipelineRun,
+  PipelineRunStage,
+  NewPipelineRunStage,
+} from './pipelines.js';
+export {
+  ArtifactType,
+  ARTIFACT_STATES,
+  EXECUTION_STATES,
+  EVENT_TYPES,
+  CONTEXT_TYPES,
+  artifacts,
+  executions,
+  events,
+  contexts,
+  attributions,
+  associations,
+  artifactsRelations,
+  executionsRelations,
+  eventsRelations,
+  contextsRelations,
+  attributionsRelations,
+  associationsRelations,
+} from './metadata.js';
+export type {
+  ArtifactState,
+  ExecutionState,
+  EventType,
+  ContextType,
+  Artifact,
+  NewArtifact,
+  Execution,
+  NewExecution,
+  MetadataEvent,
+  NewMetadataEvent,
+  MetadataContext,
+  NewMetadataContext,
+  Attribution,
+  Association,
+} from './metadata.js';
+export {
+  MODEL_VERSION_STATUSES,
+  registeredModels,
+  modelVersions,
+  modelAliases,
+  modelVersionTransitions,
+  registeredModelsRelations,
+  modelVersionsRelations,
+  modelAliasesRelations,
+  modelVersionTransitionsRelations,
+} from './registry.js';
+export type {
+  ModelVersionStatus,
+  SignatureField,
+  ModelSignature,
+  ModelBlessing,
+  RegisteredModel,
+  NewRegisteredModel,
+  ModelVersion,
+  NewModelVersion,
+  ModelAlias,
+  NewModelAlias,
+  ModelVersionTransition,
+  NewModelVersionTransition,
+} from './registry.js';
+export {
+  DEPLOYMENT_STRATEGIES,
+  DEPLOYMENT_ROLES,
+  deployments,
+  deploymentRevisions,
+  deploymentsRelations,
+  deploymentRevisionsRelations,
+} from './deployments.js';
+export type {
+  DeploymentStrategy,
+  DeploymentRole,
+  DeploymentConfig,
+  Deployment,
+  NewDeployment,
+  DeploymentRevision,
+  NewDeploymentRevision,
+} from './deployments.js';

@@ -1,0 +1,12 @@
+import type { Logger } from '../core/logger.js';
+
+/** Values the middleware put on every request's context; handlers read them as `c.var.requestId`, `c.var.logger`. */
+export interface AppVariables {
+  /** The caller's `x-request-id` when it was valid, otherwise one generated for this request. */
+  requestId: string;
+  /** A child of the process logger bound to this request's id, method and path. */
+  logger: Logger;
+}
+
+/** The Hono environment shared by the app and every resource sub-app. */
+export type AppEnv = { Variables: AppVariables };

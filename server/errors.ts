@@ -1,0 +1,146 @@
+import { z } from '@hono/zod-openapi';
+import type { ValidationTargets } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { ZodError } from 'zod';
+
+/** The one JSON shape of every error response. */
+export interface ErrorBody {
+  readonly error: {
+    /** Stable, snake_case, safe to branch on (`not_found`, `invalid_request`, ...). */
+    readonly code: string;
+    /** For people; may change between versions. */
+    readonly message: string;
+    readonly details?: unknown;
+  };
+}
+
+/** The error shape as an OpenAPI component, for routes that declare their error responses. */
+export const errorBodySchema = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: 'not_found' }),
+      message: z.string(),
+      details: z.unknown().optional(),
+    }),
+  })
+  .openapi('Error');
+
+/** Builds an {@link ErrorBody}, leaving `details` out when there are none. */
+export function errorBody(code: string, message: string, details?: unknown): ErrorBody {
+  return { error: details === undefined ? { code, message } : { code, message, details } };
+}
+
+export interface DomainErrorOptions extends ErrorOptions {
+  /** Overrides the class's default code with a more specific one, for example `model_version_not_found`. */
+  readonly code?: string;
+  /** Returned to the caller as `error.details`: never put secrets or internal state here. */
+  readonly details?: unknown;
+}
+
+/**
+ * Base of the errors that code throws on purpose to answer a request with a 4xx or 5xx. Each carries its own HTTP
+ * status and code, so the API's error handler needs no table of domain exceptions, and the message is shown to the
+ * caller as written.
+ */
+export abstract class DomainError extends Error {
+  override readonly name: string = 'DomainError';
+  readonly code: string;
+  readonly details: unknown;
+
+  protected constructor(
+    readonly httpStatus: ContentfulStatusCode,
+    defaultCode: string,
+    message: string,
+    options: DomainErrorOptions = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options.code ?? defaultCode;
+    this.details = options.details;
+  }
+}
+
+/** Thrown when the request itself is wrong: a malformed field, an impossible combination of parameters. */
+export class ValidationError extends DomainError {
+  override readonly name = 'ValidationError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super(400, 'invalid_request', message, options);
+  }
+}
+
+/** Thrown when the addressed resource does not exist. */
+export class NotFoundError extends DomainError {
+  override readonly name = 'NotFoundError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super(404, 'not_found', message, options);
+  }
+}
+
+/** Thrown when the request conflicts with the resource's current state (a duplicate name, a stale transition). */
+export class ConflictError extends DomainError {
+  override readonly name = 'ConflictError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super(409, 'conflict', message, options);
+  }
+}
+
+/** Thrown when a request body is larger than the server accepts. */
+export class PayloadTooLargeError extends DomainError {
+  override readonly name = 'PayloadTooLargeError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super(413, 'payload_too_large', message, options);
+  }
+}
+
+/** Thrown when a service the request needs (Temporal, Postgres, S3) cannot be reached right now; worth retrying. */
+export class ServiceUnavailableError extends DomainError {
+  override readonly name = 'ServiceUnavailableError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super(503, 'service_unavailable', message, options);
+  }
+}
+
+/** Where in the request an invalid value was found. */
+export type RequestLocation = 'body' | 'query' | 'path' | 'header' | 'cookie';
+
+/** One invalid field, as listed in an `invalid_request` error's `details`. */
+export interface FieldProblem {
+  readonly location: RequestLocation;
+  /** Dotted path inside the location, with array indices in brackets (`rows[2].distance`); '' for the whole value. */
+  readonly path: string;
+  readonly problem: string;
+}
+
+const locations: Record<keyof ValidationTargets, RequestLocation> = {
+  json: 'body',
+  form: 'body',
+  query: 'query',
+  param: 'path',
+  header: 'header',
+  cookie: 'cookie',
+};
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((out, key) => {
+    if (typeof key === 'number') return `${out}[${key}]`;
+    const name = String(key);
+    return out === '' ? name : `${out}.${name}`;
+  }, '');
+}
+
+/**
+ * Turns a failed zod parse of one part of the request into a {@link ValidationError} whose details list every
+ * invalid field, and whose message names the first one.
+ */
+export function validationErrorFromZod(error: ZodError, target: keyof ValidationTargets): ValidationError {
+  const location = locations[target];
+  const problems: FieldProblem[] = error.issues.map((issue) => ({
+    location,
+    path: formatPath(issue.path),
+    problem: issue.message,
+  }));
+  const first = problems[0];
+  const where = first && first.path !== '' ? `${first.location}.${first.path}` : location;
+  const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+  const message = first ? `Invalid request: ${where}: ${first.problem}${more}` : `Invalid request ${location}`;
+  return new ValidationError(message, { details: problems, cause: error });
+}

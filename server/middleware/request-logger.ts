@@ -1,0 +1,34 @@
+import type { MiddlewareHandler } from 'hono';
+import type { Logger } from '../../core/logger.js';
+import type { AppEnv } from '../context.js';
+
+export interface RequestLoggerOptions {
+  /** Parent of the per-request child loggers. */
+  readonly logger: Logger;
+  /**
+   * Paths whose completion lines are logged at debug level: probes hit them every few seconds and would drown the
+   * log. Their failures (5xx) are still logged as errors. Default `['/healthz', '/readyz']`.
+   */
+  readonly quietPaths?: readonly string[];
+}
+
+/**
+ * Puts a child logger bound to `requestId`, `method` and `path` on `c.var.logger`, and logs one line per request
+ * when it completes with `status` and `durationMs` (milliseconds, two decimals): error for 5xx, warn for 4xx, info
+ * otherwise. Must run after the request id middleware. The query string is left out: it may carry tokens.
+ */
+export function requestLogger(options: RequestLoggerOptions): MiddlewareHandler<AppEnv> {
+  const quietPaths = new Set(options.quietPaths ?? ['/healthz', '/readyz']);
+  return async (c, next) => {
+    const started = performance.now();
+    const log = options.logger.child({ requestId: c.get('requestId'), method: c.req.method, path: c.req.path });
+    c.set('logger', log);
+    await next();
+    const status = c.res.status;
+    const fields = { status, durationMs: Math.round((performance.now() - started) * 100) / 100 };
+    if (status >= 500) log.error(fields, 'request failed');
+    else if (status >= 400) log.warn(fields, 'request rejected');
+    else if (quietPaths.has(c.req.path)) log.debug(fields, 'request completed');
+    else log.info(fields, 'request completed');
+  };
+}

@@ -1,0 +1,45 @@
+import { Connection } from '@temporalio/client';
+import type { AppConfig, ServiceEndpoints } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { PLATFORM_VERSION } from '../core/version.js';
+import { openStorage } from '../storage/open-storage.js';
+import { createApp } from './app.js';
+import { postgresReadiness, s3Readiness, temporalReadiness } from './readiness.js';
+import { startApiServer, type ApiServer } from './serve.js';
+
+/**
+ * Builds the API's dependencies over the resolved endpoints and serves it. The Temporal connection is made lazily,
+ * so the API comes up (and `/readyz` reports 503) while Temporal is still unreachable.
+ */
+export async function startApi(options: {
+  config: AppConfig;
+  endpoints: ServiceEndpoints;
+  logger: Logger;
+}): Promise<ApiServer> {
+  const { config, endpoints, logger } = options;
+  const connection = Connection.lazy({ address: endpoints.temporal.address });
+  const storage = openStorage(endpoints, { logger, applicationName: 'mlops-api', poolSize: 10 });
+  const app = createApp({
+    logger,
+    version: PLATFORM_VERSION,
+    bodyLimitBytes: config.api.bodyLimitBytes,
+    readiness: [
+      temporalReadiness(connection),
+      postgresReadiness(storage.database.pool),
+      s3Readiness(storage.artifacts.client, storage.artifacts.bucket),
+    ],
+  });
+  try {
+    const server = await startApiServer({ app, host: config.api.host, port: config.api.port, logger });
+    return {
+      url: server.url,
+      close: async () => {
+        await server.close();
+        await Promise.allSettled([storage.close(), connection.close()]);
+      },
+    };
+  } catch (error) {
+    await Promise.allSettled([storage.close(), connection.close()]);
+    throw error;
+  }
+}

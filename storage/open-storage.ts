@@ -1,0 +1,35 @@
+import type { ServiceEndpoints } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { S3ArtifactStore } from './artifact-store.js';
+import { createDatabase, type DatabaseHandle } from './database.js';
+import { DrizzleMetadataStore, type MetadataStore } from './metadata-store.js';
+
+/** The platform's stores, opened once per process over the resolved endpoints. */
+export interface PlatformStorage {
+  readonly database: DatabaseHandle;
+  readonly artifacts: S3ArtifactStore;
+  readonly metadata: MetadataStore;
+  close(): Promise<void>;
+}
+
+/** Opens the database pool and the S3 client (lazily connected: nothing fails here if a service is briefly down). */
+export function openStorage(
+  endpoints: ServiceEndpoints,
+  options: { logger: Logger; applicationName: string; poolSize?: number; scratchDir?: string },
+): PlatformStorage {
+  const database = createDatabase(endpoints.databaseUrl, {
+    max: options.poolSize ?? 10,
+    applicationName: options.applicationName,
+    onPoolError: (error) => options.logger.warn({ err: error }, 'an idle database connection failed; it was replaced'),
+  });
+  const artifacts = S3ArtifactStore.fromConfig(
+    endpoints.s3,
+    options.scratchDir ? { spoolDir: options.scratchDir } : {},
+  );
+  return {
+    database,
+    artifacts,
+    metadata: new DrizzleMetadataStore(database.db),
+    close: () => database.close(),
+  };
+}

@@ -1,0 +1,92 @@
+import os from 'node:os';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { createActivities, createTrainingActivities } from '../activities/index.js';
+import type { AppConfig, ServiceEndpoints } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
+import { retryWithBackoff } from '../stack/wait-until.js';
+import { createPlatformWorker } from './create-worker.js';
+import { installTemporalRuntime } from './runtime.js';
+
+export type QueueRole = 'main' | 'training';
+
+export interface RunningWorkers {
+  readonly workers: readonly Worker[];
+  /** Resolves when every worker has stopped; rejects if one fails. */
+  readonly finished: Promise<void>;
+  /** Graceful: stop polling, let in-flight activities finish within the grace time, then close connections. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Starts workers for the given queues in this process, sharing one Temporal connection and one set of stores. The
+ * main queue runs workflows and the pipeline's activities; the training queue runs training activities only (the
+ * queue GPU hosts serve).
+ */
+export async function startWorkers(options: {
+  config: AppConfig;
+  endpoints: ServiceEndpoints;
+  logger: Logger;
+  roles: readonly QueueRole[];
+}): Promise<RunningWorkers> {
+  const { config, endpoints, logger } = options;
+  installTemporalRuntime(logger, config.logLevel);
+  const connection = await retryWithBackoff(() => NativeConnection.connect({ address: endpoints.temporal.address }), {
+    service: `Temporal at ${endpoints.temporal.address}`,
+    timeoutMs: config.serviceStartTimeoutSeconds * 1000,
+    onRetry: (error) => logger.warn({ err: error }, 'Temporal not reachable yet, retrying'),
+  });
+  let storage: PlatformStorage | undefined;
+  const workers: Worker[] = [];
+  try {
+    const identity = `${os.hostname()}:${process.pid}`;
+    for (const role of options.roles) {
+      if (role === 'main') {
+        storage ??= openStorage(endpoints, { logger, applicationName: 'mlops-worker' });
+        workers.push(
+          await createPlatformWorker({
+            connection,
+            namespace: endpoints.temporal.namespace,
+            taskQueue: config.temporal.taskQueue,
+            activities: createActivities({ artifacts: storage.artifacts, metadata: storage.metadata, logger }),
+            runsWorkflows: true,
+            maxConcurrentActivities: config.worker.maxConcurrentActivities,
+            maxConcurrentWorkflowTasks: config.worker.maxConcurrentWorkflowTasks,
+            shutdownGraceSeconds: config.worker.shutdownGraceSeconds,
+            identity: `${identity}:main`,
+            logger,
+          }),
+        );
+      } else {
+        workers.push(
+          await createPlatformWorker({
+            connection,
+            namespace: endpoints.temporal.namespace,
+            taskQueue: config.temporal.trainingTaskQueue,
+            activities: createTrainingActivities(),
+            runsWorkflows: false,
+            maxConcurrentActivities: config.worker.trainingMaxConcurrentActivities,
+            shutdownGraceSeconds: config.worker.shutdownGraceSeconds,
+            identity: `${identity}:training`,
+            logger,
+          }),
+        );
+      }
+    }
+  } catch (error) {
+    await storage?.close();
+    await connection.close();
+    throw error;
+  }
+  const finished = Promise.all(workers.map((w) => w.run())).then(() => undefined);
+  // A worker that crashes is reported by `finished`; keep the rejection from being unhandled meanwhile.
+  finished.catch((error: unknown) => logger.error({ err: error }, 'a worker stopped with an error'));
+  let stopping: Promise<void> | undefined;
+  const shutdown = async () => {
+    for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
+    await finished.catch(() => undefined);
+    await storage?.close();
+    await connection.close();
+  };
+  return { workers, finished, shutdown: () => (stopping ??= shutdown()) };
+}

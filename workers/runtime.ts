@@ -1,0 +1,46 @@
+import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import type { Logger } from '../core/logger.js';
+
+let installed = false;
+
+const levels: Record<string, LogLevel> = {
+  trace: 'TRACE',
+  debug: 'DEBUG',
+  info: 'INFO',
+  warn: 'WARN',
+  error: 'ERROR',
+  fatal: 'ERROR',
+  silent: 'ERROR',
+};
+
+/**
+ * Routes the Temporal SDK's own logs (worker lifecycle, workflow and activity loggers) into our pino logger, so a
+ * process writes one structured stream. The runtime is process-wide and can be installed once; later calls no-op.
+ */
+export function installTemporalRuntime(logger: Logger, level: string): void {
+  if (installed) return;
+  installed = true;
+  Runtime.install({
+    logger: new DefaultLogger(levels[level] ?? 'INFO', (entry) => {
+      const { meta, message } = entry;
+      const line = { ...meta, sdk: true };
+      switch (entry.level) {
+        case 'TRACE':
+          logger.trace(line, message);
+          break;
+        case 'DEBUG':
+          logger.debug(line, message);
+          break;
+        case 'INFO':
+          logger.info(line, message);
+          break;
+        case 'WARN':
+          logger.warn(line, message);
+          break;
+        case 'ERROR':
+          logger.error(line, message);
+          break;
+      }
+    }),
+  });
+}

@@ -1,0 +1,2 @@
+export { ingestArtifact, type IngestArtifactInput, type IngestArtifactResult } from './ingest-artifact.js';
+export { trainingHostCheck, type TrainingHostCheckInput } from './training-host-check.js';
