@@ -53,17 +53,36 @@ export function candidateDirectories(toolsDir: string, envPath = process.env.PAT
   return [...new Set([...fromPath, PROJECT_TOOLS_DIR, toolsDir])];
 }
 
+/** Records which pinned package a cached binary was built from. */
+function stampFile(toolsDir: string, spec: ToolSpec): string {
+  return path.join(toolsDir, `${spec.binary}.package`);
+}
+
+/**
+ * True unless the per-user cache holds a build of another pin (the pin moved on): that one is rebuilt. Binaries on
+ * PATH or in the project folder are the user's choice and are taken as they are.
+ */
+function isCurrentBuild(file: string, spec: ToolSpec, toolsDir: string): boolean {
+  if (path.dirname(file) !== path.resolve(toolsDir)) return true;
+  try {
+    return fs.readFileSync(stampFile(toolsDir, spec), 'utf8').trim() === spec.goPackage;
+  } catch {
+    return true;
+  }
+}
+
 /** The absolute path of the tool's binary, or undefined when it is nowhere to be found. */
 export function locateBinary(spec: ToolSpec, toolsDir: string, envPath?: string): string | undefined {
   for (const dir of candidateDirectories(toolsDir, envPath)) {
     const file = path.join(dir, spec.binary);
-    if (isExecutable(file)) return file;
+    if (isExecutable(file) && isCurrentBuild(file, spec, toolsDir)) return file;
   }
   return undefined;
 }
 
-export function locateGo(envPath?: string): string | undefined {
-  const dirs = [...(envPath ?? process.env.PATH ?? '').split(path.delimiter), '/usr/local/go/bin'];
+/** Go on PATH, or where its official installer puts it. */
+export function locateGo(searchPath?: string): string | undefined {
+  const dirs = (searchPath ?? `${process.env.PATH ?? ''}${path.delimiter}/usr/local/go/bin`).split(path.delimiter);
   for (const dir of dirs) {
     if (dir && isExecutable(path.join(dir, 'go'))) return path.join(dir, 'go');
   }
@@ -74,10 +93,13 @@ export function locateGo(envPath?: string): string | undefined {
  * Returns the tool's binary, building it into `toolsDir` with `go install` when it is missing and Go is present
  * (minutes once; progress is logged every few seconds). Without Go, throws a ServiceError that says how to get it.
  */
-export async function ensureBinary(spec: ToolSpec, options: { toolsDir: string; logger: Logger }): Promise<string> {
-  const found = locateBinary(spec, options.toolsDir);
+export async function ensureBinary(
+  spec: ToolSpec,
+  options: { toolsDir: string; logger: Logger; envPath?: string; goSearchPath?: string },
+): Promise<string> {
+  const found = locateBinary(spec, options.toolsDir, options.envPath);
   if (found) return found;
-  const go = locateGo();
+  const go = locateGo(options.goSearchPath ?? options.envPath);
   if (!go) {
     throw new ServiceError(
       spec.service,
@@ -89,6 +111,7 @@ export async function ensureBinary(spec: ToolSpec, options: { toolsDir: string; 
   if (!isExecutable(built)) {
     throw new ServiceError(spec.service, `go install finished but ${built} is not there`);
   }
+  fs.writeFileSync(stampFile(options.toolsDir, spec), `${spec.goPackage}\n`);
   return built;
 }
 

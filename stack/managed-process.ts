@@ -157,7 +157,7 @@ function isAlive(pid: number): boolean {
  * Stops the process recorded in `pidFile` if it is still alive and still runs the recorded command (so a reused pid
  * of an unrelated process is never signalled).
  */
-async function stopOrphan(pidFile: string, signal: NodeJS.Signals): Promise<void> {
+export async function stopOrphan(pidFile: string, signal: NodeJS.Signals): Promise<void> {
   let recorded: string;
   try {
     recorded = fs.readFileSync(pidFile, 'utf8');

@@ -9,7 +9,7 @@ import type { Logger } from '../core/logger.js';
 import { createDatabase, runMigrations } from '../storage/database.js';
 import { S3ArtifactStore } from '../storage/artifact-store.js';
 import { MINIO_SERVER, TEMPORAL_CLI, ensureBinary } from './binaries.js';
-import type { ManagedProcess } from './managed-process.js';
+import { stopOrphan, type ManagedProcess } from './managed-process.js';
 import { startMinioServer } from './minio-server.js';
 import { assertPortFree, findFreePorts } from './ports.js';
 import { startPostgresServer } from './postgres-server.js';
@@ -67,6 +67,12 @@ export async function startStack(config: AppConfig, options: StartStackOptions):
   };
 
   try {
+    // Services orphaned by a crashed earlier start still hold this data directory's ports: stop them first.
+    await Promise.all([
+      stopOrphan(layout.pid('temporal'), 'SIGTERM'),
+      stopOrphan(layout.pid('postgres'), 'SIGINT'),
+      stopOrphan(layout.pid('minio'), 'SIGTERM'),
+    ]);
     const ports = await resolvePorts(config, options.ports ?? 'configured');
     // Binaries are located (or built) before anything starts, so a missing one leaves nothing running.
     const [temporalBinary, minioBinary] = await Promise.all([

@@ -46,11 +46,15 @@ export async function createPlatformWorker(options: PlatformWorkerOptions): Prom
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     activities: options.activities,
-    workflowBundle: options.runsWorkflows ? await workflowBundle() : undefined,
+    ...(options.runsWorkflows
+      ? {
+          workflowBundle: await workflowBundle(),
+          maxConcurrentWorkflowTaskExecutions: options.maxConcurrentWorkflowTasks ?? 16,
+        }
+      : {}),
     maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities,
-    maxConcurrentWorkflowTaskExecutions: options.runsWorkflows ? (options.maxConcurrentWorkflowTasks ?? 16) : undefined,
     shutdownGraceTime: `${options.shutdownGraceSeconds}s`,
-    identity: options.identity,
+    ...(options.identity ? { identity: options.identity } : {}),
   });
   options.logger.info(
     {

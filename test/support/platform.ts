@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { createActivities, createTrainingActivities } from '../../activities/index.js';
+import type { ServiceEndpoints } from '../../core/config.js';
+import { createLogger } from '../../core/logger.js';
+import type { S3ArtifactStore } from '../../storage/artifact-store.js';
+import { openStorage, type PlatformStorage } from '../../storage/open-storage.js';
+import { createPlatformWorker } from '../../workers/create-worker.js';
+import { installTemporalRuntime } from '../../workers/runtime.js';
+
+export const testLogger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent', name: 'test' });
+
+/** Real clients and stores on a stack, plus a unique task queue per test file so workers never steal tasks. */
+export interface TestPlatform {
+  readonly endpoints: ServiceEndpoints;
+  readonly storage: PlatformStorage;
+  readonly artifacts: S3ArtifactStore;
+  readonly client: Client;
+  readonly nativeConnection: NativeConnection;
+  readonly taskQueue: string;
+  readonly trainingTaskQueue: string;
+  /** A worker on the main queue with the real activities, optionally wrapped (to inject a crash, say). */
+  mainWorker(wrap?: (activities: ReturnType<typeof createActivities>) => object): Promise<Worker>;
+  trainingWorker(): Promise<Worker>;
+  close(): Promise<void>;
+}
+
+/** Connects to the given stack's real services; a fresh bucket keeps each test file's objects apart. */
+export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: string): Promise<TestPlatform> {
+  // The SDK's own worker logs go through the test logger (silent unless LOG_LEVEL is set).
+  installTemporalRuntime(testLogger, process.env.LOG_LEVEL ?? 'warn');
+  const scoped = bucket ? { ...endpoints, s3: { ...endpoints.s3, bucket } } : endpoints;
+  const storage = openStorage(scoped, { logger: testLogger, applicationName: 'mlops-test', poolSize: 4 });
+  await storage.artifacts.ensureBucket();
+  const connection = await Connection.connect({ address: endpoints.temporal.address });
+  const client = new Client({ connection, namespace: endpoints.temporal.namespace });
+  const nativeConnection = await NativeConnection.connect({ address: endpoints.temporal.address });
+  const suffix = randomUUID().slice(0, 8);
+  const taskQueue = `test-main-${suffix}`;
+  const trainingTaskQueue = `test-training-${suffix}`;
+  const deps = { artifacts: storage.artifacts, metadata: storage.metadata, logger: testLogger };
+  return {
+    endpoints: scoped,
+    storage,
+    artifacts: storage.artifacts,
+    client,
+    nativeConnection,
+    taskQueue,
+    trainingTaskQueue,
+    mainWorker: (wrap) => {
+      const activities = createActivities(deps);
+      return createPlatformWorker({
+        connection: nativeConnection,
+        namespace: endpoints.temporal.namespace,
+        taskQueue,
+        activities: wrap ? wrap(activities) : activities,
+        runsWorkflows: true,
+        maxConcurrentActivities: 4,
+        shutdownGraceSeconds: 5,
+        logger: testLogger,
+      });
+    },
+    trainingWorker: () =>
+      createPlatformWorker({
+        connection: nativeConnection,
+        namespace: endpoints.temporal.namespace,
+        taskQueue: trainingTaskQueue,
+        activities: createTrainingActivities(),
+        runsWorkflows: false,
+        maxConcurrentActivities: 1,
+        shutdownGraceSeconds: 5,
+        logger: testLogger,
+      }),
+    close: async () => {
+      await connection.close();
+      await nativeConnection.close();
+      await storage.close();
+    },
+  };
+}

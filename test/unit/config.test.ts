@@ -1,0 +1,160 @@
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { defaultToolsDir, loadConfig, type AppConfig } from '../../core/config.js';
+import { ConfigError } from '../../core/errors.js';
+
+const cwd = path.join(os.tmpdir(), 'mlops-config-test-cwd');
+
+/** Parses `env` (and nothing from the real environment) and returns the ConfigError it must throw. */
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env, cwd);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`expected loadConfig to reject ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  it('applies the documented defaults to an empty environment', () => {
+    const expected: AppConfig = {
+      nodeEnv: 'development',
+      logLevel: 'info',
+      dataDir: path.join(cwd, '.data'),
+      toolsDir: defaultToolsDir(),
+      temporal: {
+        address: undefined,
+        namespace: 'default',
+        taskQueue: 'mlops-main',
+        trainingTaskQueue: 'mlops-training',
+        port: 7233,
+        uiPort: 8233,
+      },
+      database: { url: undefined, port: 5433 },
+      s3: {
+        endpoint: undefined,
+        accessKey: 'minioadmin',
+        secretKey: 'minioadmin',
+        bucket: 'mlops-artifacts',
+        region: 'us-east-1',
+        port: 9000,
+        consolePort: 9001,
+      },
+      api: { host: '127.0.0.1', port: 3000, bodyLimitBytes: 1_048_576 },
+      worker: {
+        maxConcurrentActivities: 8,
+        maxConcurrentWorkflowTasks: 16,
+        trainingMaxConcurrentActivities: 1,
+        shutdownGraceSeconds: 30,
+      },
+      serviceStartTimeoutSeconds: 60,
+    };
+    expect(loadConfig({}, cwd)).toEqual(expected);
+  });
+
+  it('ignores variables it does not know', () => {
+    expect(loadConfig({ SOMETHING_ELSE: 'x', HOME: '/nowhere' }, cwd)).toEqual(loadConfig({}, cwd));
+  });
+
+  it('reads every variable that is set', () => {
+    const config = loadConfig(
+      {
+        NODE_ENV: 'production',
+        LOG_LEVEL: 'debug',
+        MLOPS_DATA_DIR: '/var/lib/mlops',
+        MLOPS_TOOLS_DIR: '/opt/mlops-tools',
+        TEMPORAL_ADDRESS: 'temporal:7233',
+        TEMPORAL_NAMESPACE: 'mlops',
+        TEMPORAL_PORT: '17233',
+        TEMPORAL_UI_PORT: '18233',
+        DATABASE_URL: 'postgresql://u:p@db:5432/mlops',
+        POSTGRES_PORT: '15433',
+        S3_ENDPOINT: 'http://minio:9000',
+        S3_BUCKET: 'my.bucket-1',
+        MINIO_PORT: '19000',
+        MINIO_CONSOLE_PORT: '19001',
+        API_HOST: '0.0.0.0',
+        API_PORT: '8080',
+        SERVICE_START_TIMEOUT_SECONDS: '5',
+      },
+      cwd,
+    );
+    expect(config).toMatchObject({
+      nodeEnv: 'production',
+      logLevel: 'debug',
+      dataDir: '/var/lib/mlops',
+      toolsDir: '/opt/mlops-tools',
+      temporal: { address: 'temporal:7233', namespace: 'mlops', port: 17233, uiPort: 18233 },
+      database: { url: 'postgresql://u:p@db:5432/mlops', port: 15433 },
+      s3: { endpoint: 'http://minio:9000', bucket: 'my.bucket-1', port: 19000, consolePort: 19001 },
+      api: { host: '0.0.0.0', port: 8080 },
+      serviceStartTimeoutSeconds: 5,
+    });
+  });
+
+  it.each([
+    ['API_PORT', 'abc'],
+    ['API_PORT', '0'],
+    ['POSTGRES_PORT', '65536'],
+    ['TEMPORAL_PORT', '72.33'],
+    ['MINIO_PORT', '-1'],
+    ['S3_ENDPOINT', 'not a url'],
+    ['DATABASE_URL', 'not a url'],
+    ['DATABASE_URL', 'mysql://u:p@db:3306/mlops'],
+    ['S3_BUCKET', 'Upper_Case'],
+    ['S3_BUCKET', 'ab'],
+    ['LOG_LEVEL', 'verbose'],
+    ['NODE_ENV', 'staging'],
+    ['TEMPORAL_ADDRESS', 'temporal'],
+    ['TEMPORAL_ADDRESS', 'http://temporal:7233'],
+    ['SERVICE_START_TIMEOUT_SECONDS', '0'],
+  ])('rejects %s=%j with a ConfigError naming the variable', (variable, value) => {
+    const error = configError({ [variable]: value });
+    expect(error.name).toBe('ConfigError');
+    expect(error.message).toContain(variable);
+    expect(error.message).toContain(JSON.stringify(value));
+    // A value can break more than one rule ("not a url" is no URL and no postgres:// URL): all about this variable.
+    expect(new Set(error.issues.map((i) => i.variable))).toEqual(new Set([variable]));
+    for (const issue of error.issues) expect(issue.problem).not.toBe('');
+  });
+
+  it('says what a malformed value should look like', () => {
+    expect(configError({ TEMPORAL_ADDRESS: 'temporal' }).message).toMatch(/expected host:port/);
+    expect(configError({ DATABASE_URL: 'mysql://db/x' }).message).toMatch(/postgres:\/\/ or postgresql:\/\//);
+    expect(configError({ S3_BUCKET: 'Bad_Bucket' }).message).toMatch(/valid S3 bucket name/);
+  });
+
+  it('reports every malformed variable at once', () => {
+    const error = configError({
+      API_PORT: 'abc',
+      S3_ENDPOINT: 'nope',
+      S3_BUCKET: 'BAD',
+      LOG_LEVEL: 'loud',
+      TEMPORAL_ADDRESS: 'no-port',
+      DATABASE_URL: 'https://example.com/db',
+      POSTGRES_PORT: '99999',
+    });
+    const variables = error.issues.map((i) => i.variable).sort();
+    expect(variables).toEqual(
+      ['API_PORT', 'DATABASE_URL', 'LOG_LEVEL', 'POSTGRES_PORT', 'S3_BUCKET', 'S3_ENDPOINT', 'TEMPORAL_ADDRESS'].sort(),
+    );
+    for (const variable of variables) expect(error.message).toContain(`${variable}=`);
+  });
+
+  it('treats empty optional URLs and addresses as unset', () => {
+    const config = loadConfig({ DATABASE_URL: '', S3_ENDPOINT: '  ', TEMPORAL_ADDRESS: '', MLOPS_TOOLS_DIR: '' }, cwd);
+    expect(config.database.url).toBeUndefined();
+    expect(config.s3.endpoint).toBeUndefined();
+    expect(config.temporal.address).toBeUndefined();
+    expect(config.toolsDir).toBe(defaultToolsDir());
+  });
+
+  it('resolves a relative MLOPS_DATA_DIR (and MLOPS_TOOLS_DIR) against the working directory', () => {
+    const config = loadConfig({ MLOPS_DATA_DIR: 'state/dev', MLOPS_TOOLS_DIR: '../tools' }, cwd);
+    expect(config.dataDir).toBe(path.join(cwd, 'state', 'dev'));
+    expect(config.toolsDir).toBe(path.resolve(cwd, '../tools'));
+    expect(loadConfig({ MLOPS_DATA_DIR: 'x' }).dataDir).toBe(path.join(process.cwd(), 'x'));
+  });
+});
