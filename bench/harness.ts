@@ -215,9 +215,17 @@ export function writeResultFile(name: string, data: Record<string, unknown>, dir
   fs.mkdirSync(dir, { recursive: true });
   const timestamp = new Date().toISOString().replace(/[:.]/g, '-');
   const file = path.join(dir, `${name}-${timestamp}.json`);
-  const payload = { name, command: process.argv.slice(1).join(' '), machine: describeMachine(), ...data };
+  const payload = { name, command: invokedAs(), machine: describeMachine(), ...data };
   fs.writeFileSync(file, `${JSON.stringify(payload, null, 2)}\n`);
   return file;
+}
+
+/** The command that ran this script, as the user typed it when it came through `npm run`. */
+export function invokedAs(): string {
+  const args = process.argv.slice(2).join(' ');
+  const script = process.env.npm_lifecycle_event;
+  if (script) return `npm run ${script}${args ? ` -- ${args}` : ''}`;
+  return `tsx ${path.relative(process.cwd(), process.argv[1] ?? '')}${args ? ` ${args}` : ''}`;
 }
 
 /** Parsed command line of a benchmark script. */

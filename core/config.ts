@@ -73,6 +73,9 @@ const environmentSchema = z.object({
 
 export type Environment = z.input<typeof environmentSchema>;
 
+/** Every variable the platform reads; the README's configuration table lists each (a unit test checks). */
+export const CONFIG_VARIABLES = Object.keys(environmentSchema.shape) as (keyof Environment)[];
+
 /** Where an external service is reached; `managed` means the local stack manager starts it when it is absent. */
 export interface AppConfig {
   readonly nodeEnv: 'development' | 'production' | 'test';

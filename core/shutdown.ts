@@ -25,11 +25,14 @@ export function exitOnSignal(logger: Logger, shutdown: (signal: NodeJS.Signals) 
   process.on('SIGTERM', onSignal);
 }
 
-/** Prints a start-up failure as one readable message (no stack for expected errors) and exits non-zero. */
+/**
+ * Prints a start-up failure as one readable message on stderr, whatever the log level (a user who set
+ * LOG_LEVEL=silent still learns why nothing started), logs unexpected errors with their stack, and exits non-zero.
+ */
 export function exitWithError(logger: Logger, error: unknown): never {
   const message = error instanceof Error ? error.message : String(error);
   const expected = error instanceof Error && ['ConfigError', 'ServiceError'].includes(error.name);
-  if (expected) logger.error(message);
-  else logger.error({ err: error }, message);
+  if (!expected) logger.error({ err: error }, message);
+  process.stderr.write(`temporal-mlops: ${message}\n`);
   process.exit(1);
 }

@@ -55,7 +55,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
       title: 'temporal-mlops API',
       version: deps.version,
       description:
-        'Pipelines, schedules, model registry, predictions and feedback. ' +
+        'The HTTP API of temporal-mlops, an MLOps platform on Temporal, PostgreSQL and S3. ' +
         'Errors share one shape: `{ error: { code, message, details? } }`.',
     },
     // The origin the caller used, so "Try it out" works whichever host or port the server is reached on.

@@ -16,7 +16,6 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel, name: 'api' });
   try {
     const api = await startApi({ config, endpoints: resolveEndpoints(config), logger });
-    logger.info({ url: api.url }, 'API listening');
     exitOnSignal(logger, () => api.close());
   } catch (error) {
     exitWithError(logger, error);

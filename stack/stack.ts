@@ -1,12 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client as MinioClient } from 'minio';
-import pg from 'pg';
 import { Connection } from '@temporalio/client';
 import type { AppConfig, ServiceEndpoints } from '../core/config.js';
 import { ServiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { createDatabase, runMigrations } from '../storage/database.js';
+import { createDatabase, runMigrations, waitForDatabase } from '../storage/database.js';
 import { S3ArtifactStore } from '../storage/artifact-store.js';
 import { MINIO_SERVER, TEMPORAL_CLI, ensureBinary } from './binaries.js';
 import { stopOrphan, type ManagedProcess } from './managed-process.js';
@@ -75,9 +74,13 @@ export async function startStack(config: AppConfig, options: StartStackOptions):
     ]);
     const ports = await resolvePorts(config, options.ports ?? 'configured');
     // Binaries are located (or built) before anything starts, so a missing one leaves nothing running.
-    const [temporalBinary, minioBinary] = await Promise.all([
-      config.temporal.address ? undefined : ensureBinary(TEMPORAL_CLI, { toolsDir: config.toolsDir, logger }),
-      config.s3.endpoint ? undefined : ensureBinary(MINIO_SERVER, { toolsDir: config.toolsDir, logger }),
+    const [temporalBinary, minioBinary] = await settleAll([
+      config.temporal.address
+        ? Promise.resolve(undefined)
+        : ensureBinary(TEMPORAL_CLI, { toolsDir: config.toolsDir, logger }),
+      config.s3.endpoint
+        ? Promise.resolve(undefined)
+        : ensureBinary(MINIO_SERVER, { toolsDir: config.toolsDir, logger }),
     ]);
 
     const temporalUp = async () => {
@@ -110,10 +113,10 @@ export async function startStack(config: AppConfig, options: StartStackOptions):
     const postgresUp = async () => {
       if (config.database.url) {
         const url = config.database.url;
-        await retryWithBackoff(() => checkPostgres(url), {
-          service: 'PostgreSQL (DATABASE_URL)',
+        await waitForDatabase(url, {
           timeoutMs,
-          onRetry: (error) => logger.warn({ err: error }, 'PostgreSQL not reachable yet, retrying'),
+          onRetry: ({ attempt, error }) =>
+            logger.warn({ attempt, err: error }, 'PostgreSQL not reachable yet, retrying'),
         });
         return url;
       }
@@ -249,16 +252,6 @@ async function checkTemporal(address: string): Promise<void> {
     await connection.workflowService.getSystemInfo({});
   } finally {
     await connection.close();
-  }
-}
-
-async function checkPostgres(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
-  try {
-    await client.connect();
-    await client.query('select 1');
-  } finally {
-    await client.end().catch(() => undefined);
   }
 }
 

@@ -120,7 +120,6 @@ function tail(run: StartRun, lines = 30): string {
 }
 
 async function waitForReady(run: StartRun, timeoutMs: number): Promise<void> {
-  const t0 = Date.now(); void t0;
   const deadline = Date.now() + timeoutMs;
   let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   void run.exit.then((e) => (exited = e));
@@ -129,7 +128,6 @@ async function waitForReady(run: StartRun, timeoutMs: number): Promise<void> {
     if (Date.now() > deadline) throw new Error(`start not ready after ${timeoutMs} ms:\n${tail(run)}`);
     await sleep(100);
   }
-  console.log("READY_MS", Date.now() - t0, run.output().match(READY_LINE)?.[0]);
 }
 
 async function waitForExit(
@@ -245,7 +243,6 @@ async function stopCleanly(s: Scenario, run: StartRun): Promise<void> {
   run.child.kill('SIGTERM');
   const { code, signal, ms } = await waitForExit(run, 20_000);
   expect({ code, signal }, tail(run)).toEqual({ code: 0, signal: null });
-  console.log("STOP_MS", ms);
   expect(ms).toBeLessThan(20_000);
   await expectNothingLeft(s);
   expect(pidFiles(s)).toEqual({});
