@@ -542,7 +542,7 @@ describe('docker-compose.yml', { timeout: 120_000 }, () => {
     ).scripts;
     for (const name of APP_SERVICES) {
       const script = scripts[ENTRY_POINT_SCRIPTS[name]] ?? '';
-      const entry = /^tsx (\S+\.ts)$/.exec(script)?.[1];
+      const entry = /^exec node --import tsx (\S+\.ts)$/.exec(script)?.[1];
       expect(entry, `package.json script ${ENTRY_POINT_SCRIPTS[name]}`).toBeDefined();
       expect(command(config, name), name).toEqual(['node', '--import', 'tsx', entry]);
     }
