@@ -105,3 +105,17 @@ export type {
   DeploymentRevision,
   NewDeploymentRevision,
 } from './deployments.js';
+export {
+  SCHEMA_CHANGE_KINDS,
+  datasets,
+  datasetSchemaVersions,
+  datasetsRelations,
+  datasetSchemaVersionsRelations,
+} from './datasets.js';
+export type {
+  SchemaChangeKind,
+  Dataset,
+  NewDataset,
+  DatasetSchemaVersion,
+  NewDatasetSchemaVersion,
+} from './datasets.js';
