@@ -16,7 +16,16 @@ const sideEffectingModules = [
   '@temporalio/client',
   '@temporalio/activity',
 ];
-const projectSideEffectingFolders = ['server', 'schema', 'storage', 'data', 'stack', 'workers', 'core/config', 'core/logger'];
+const projectSideEffectingFolders = [
+  'server',
+  'schema',
+  'storage',
+  'data',
+  'stack',
+  'workers',
+  'core/config',
+  'core/logger',
+];
 
 export default tseslint.config(
   { ignores: ['node_modules/', '.data/', '.tools/', 'dist/', 'coverage/', 'schema/migrations/'] },
