@@ -28,7 +28,7 @@ const projectSideEffectingFolders = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.data/', '.tools/', 'dist/', 'coverage/', 'schema/migrations/'] },
+  { ignores: ['node_modules/', '.data/', '.tools/', '.scratch/', 'dist/', 'coverage/', 'schema/migrations/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -65,7 +65,9 @@ export async function recordStage(
     temporalRunId: runId,
     stage: identity.stage,
   });
-  const context = identity.context ? await metadata.putContext({ type: 'pipeline', name: identity.context }) : undefined;
+  const context = identity.context
+    ? await metadata.putContext({ type: 'pipeline', name: identity.context })
+    : undefined;
   if (context) await metadata.associateExecution(context.id, execution.id);
   const artifactIds: Record<string, string> = {};
   for (const [eventType, artifacts] of [
@@ -81,7 +83,12 @@ export async function recordStage(
         contentType: item.ref.contentType,
         properties: { kind: item.ref.kind, ...item.properties },
       });
-      await metadata.recordEvent({ artifactId: artifact.id, executionId: execution.id, type: eventType, role: item.role });
+      await metadata.recordEvent({
+        artifactId: artifact.id,
+        executionId: execution.id,
+        type: eventType,
+        role: item.role,
+      });
       if (context) await metadata.attributeArtifact(context.id, artifact.id);
       if (eventType === 'output') artifactIds[item.role] = artifact.id;
     }

@@ -1,3 +1,4 @@
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 /**
  * Names shared by workflows, workers, the API and the stack manager. Task queues, search attributes and failure
  * types are referenced from here only, never as repeated literals. This module is deterministic: workflow code
@@ -35,3 +36,12 @@ export const FailureType = {
   NotFound: 'NotFound',
 } as const;
 export type FailureTypeName = (typeof FailureType)[keyof typeof FailureType];
+
+/** Typed keys of the search attributes, for workflows and clients. */
+export const SearchAttributeKeys = {
+  pipeline: defineSearchAttributeKey(SearchAttribute.Pipeline, SearchAttributeType.KEYWORD),
+  model: defineSearchAttributeKey(SearchAttribute.Model, SearchAttributeType.KEYWORD),
+  trigger: defineSearchAttributeKey(SearchAttribute.Trigger, SearchAttributeType.KEYWORD),
+  stage: defineSearchAttributeKey(SearchAttribute.Stage, SearchAttributeType.KEYWORD),
+  status: defineSearchAttributeKey(SearchAttribute.Status, SearchAttributeType.KEYWORD),
+} as const;

@@ -28,7 +28,19 @@ export interface CategoricalStatistics {
   /** Distinct non-null values (exact). */
   readonly unique: number;
   /** The most frequent values, most frequent first (ties by value). */
-  readonly topK: readonly { readonly value: string; readonly count: number }[];
+  readonly topK: readonly ValueCount[];
+  /**
+   * Every distinct value with its count, in `topK`'s order, when `unique` is at most the statistics' frequency limit
+   * (default 1000); absent above it. Schema inference takes a categorical domain from it, and drift compares exact
+   * frequencies when both snapshots have it.
+   */
+  readonly frequencies?: readonly ValueCount[];
+}
+
+/** A value (in its text form: `true`/`false` for booleans) and the number of rows holding it. */
+export interface ValueCount {
+  readonly value: string;
+  readonly count: number;
 }
 
 export interface TimestampStatistics {
@@ -44,9 +56,13 @@ export interface ColumnStatistics {
   readonly kind: ColumnKind;
   /** Rows (nulls included). */
   readonly count: number;
+  /** Null values; in FLOAT/DOUBLE columns NaN and ±Infinity count as missing too (they have no place in a histogram). */
   readonly missing: number;
+  /** Numeric columns with at least one value. */
   readonly numeric?: NumericStatistics;
+  /** Categorical and boolean columns. */
   readonly categorical?: CategoricalStatistics;
+  /** Timestamp and date columns with at least one value. */
   readonly timestamp?: TimestampStatistics;
 }
 
@@ -106,8 +122,18 @@ export interface Anomaly {
   readonly type: AnomalyType;
   /** One readable sentence: what was expected and what was found. */
   readonly message: string;
+  /** The measured quantity the threshold applies to (a fraction, a divergence). */
   readonly value?: number;
   readonly threshold?: number;
+  /** `type_changed`: the type and kind the column arrived with. */
+  readonly observedType?: string;
+  readonly observedKind?: ColumnKind;
+  /** `unseen_categories`: the most frequent values outside the domain (at most 1000), most frequent first. */
+  readonly unseenValues?: readonly ValueCount[];
+  /** `unseen_categories`: how many distinct values lie outside the domain (may exceed `unseenValues.length`). */
+  readonly unseenDistinct?: number;
+  /** `out_of_range`: the smallest and largest value observed in this snapshot. */
+  readonly observedRange?: { readonly min: number; readonly max: number };
 }
 
 export interface DriftMeasure {
@@ -124,4 +150,36 @@ export interface ValidationReport {
   readonly rowCount: number;
   readonly anomalies: readonly Anomaly[];
   readonly drift: readonly DriftMeasure[];
+}
+
+/** What changed between two statistics snapshots (`before` is the older one); see `compareStatistics`. */
+export interface StatisticsComparison {
+  readonly rowCount: {
+    readonly before: number;
+    readonly after: number;
+    /** (after - before) / before; null when `before` is 0. */
+    readonly relativeChange: number | null;
+  };
+  /** The columns of `after`, in its order, then those only in `before` (status `removed`). */
+  readonly columns: readonly ColumnComparison[];
+}
+
+export interface ColumnComparison {
+  readonly name: string;
+  /** `retyped`: present in both with a different kind; `common`: same kind (the DuckDB type may still differ). */
+  readonly status: 'common' | 'added' | 'removed' | 'retyped';
+  readonly typeBefore?: string;
+  readonly typeAfter?: string;
+  /** Missing fraction of the rows; null where the column is absent or the snapshot empty. */
+  readonly missingRate: { readonly before: number | null; readonly after: number | null };
+  /** Numeric in both: the means and their difference, also in units of the older standard deviation (null if 0). */
+  readonly meanShift?: {
+    readonly before: number;
+    readonly after: number;
+    readonly difference: number;
+    readonly inStd: number | null;
+  };
+  /** Categorical in both: values that entered or left the top-k. */
+  readonly newTopValues?: readonly string[];
+  readonly vanishedTopValues?: readonly string[];
 }

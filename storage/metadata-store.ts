@@ -121,6 +121,11 @@ export interface MetadataStore {
   /** Reads one execution by its idempotency key; undefined when there is none. */
   getExecutionByExternalId(externalId: string): Promise<Execution | undefined>;
   /**
+   * The most recent complete execution of `type` whose recorded result contains `match` (JSON containment): how a
+   * stage finds earlier work with the same inputs (an extraction with the same source fingerprint, say).
+   */
+  findCompletedExecution(type: string, match: JsonProperties): Promise<Execution | undefined>;
+  /**
    * Finishes a running execution: sets its state and `finishedAt`, merges `properties`. Idempotent and retriable:
    * finishing again in the same state returns the stored row unchanged (its first `finishedAt` is kept).
    *
@@ -241,6 +246,22 @@ export class DrizzleMetadataStore implements MetadataStore {
       .returning();
     // An upsert with an unconditional DO UPDATE always returns its row.
     return row!;
+  }
+
+  async findCompletedExecution(type: string, match: JsonProperties): Promise<Execution | undefined> {
+    const [row] = await this.db
+      .select()
+      .from(executions)
+      .where(
+        and(
+          eq(executions.type, type),
+          eq(executions.state, 'complete'),
+          sql`${executions.properties} @> ${JSON.stringify({ result: match })}::jsonb`,
+        ),
+      )
+      .orderBy(sql`${executions.finishedAt} desc nulls last`)
+      .limit(1);
+    return row;
   }
 
   async getExecutionByExternalId(externalId: string): Promise<Execution | undefined> {

@@ -2,13 +2,17 @@ import type { ServiceEndpoints } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { S3ArtifactStore } from './artifact-store.js';
 import { createDatabase, type DatabaseHandle } from './database.js';
+import { DatasetStore } from './dataset-store.js';
 import { DrizzleMetadataStore, type MetadataStore } from './metadata-store.js';
+import { S3ObjectSource } from './object-source.js';
 
 /** The platform's stores, opened once per process over the resolved endpoints. */
 export interface PlatformStorage {
   readonly database: DatabaseHandle;
   readonly artifacts: S3ArtifactStore;
   readonly metadata: MetadataStore;
+  readonly datasets: DatasetStore;
+  readonly objects: S3ObjectSource;
   close(): Promise<void>;
 }
 
@@ -30,6 +34,8 @@ export function openStorage(
     database,
     artifacts,
     metadata: new DrizzleMetadataStore(database.db),
+    datasets: new DatasetStore(database.db),
+    objects: new S3ObjectSource(artifacts.client),
     close: () => database.close(),
   };
 }

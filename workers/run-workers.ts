@@ -1,4 +1,5 @@
 import os from 'node:os';
+import path from 'node:path';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createActivities, createTrainingActivities } from '../activities/index.js';
 import type { AppConfig, ServiceEndpoints } from '../core/config.js';
@@ -48,7 +49,15 @@ export async function startWorkers(options: {
             connection,
             namespace: endpoints.temporal.namespace,
             taskQueue: config.temporal.taskQueue,
-            activities: createActivities({ artifacts: storage.artifacts, metadata: storage.metadata, logger }),
+            activities: createActivities({
+              artifacts: storage.artifacts,
+              metadata: storage.metadata,
+              datasets: storage.datasets,
+              objects: storage.objects,
+              pgPool: storage.database.pool,
+              scratchDir: path.join(config.dataDir, 'scratch'),
+              logger,
+            }),
             runsWorkflows: true,
             maxConcurrentActivities: config.worker.maxConcurrentActivities,
             maxConcurrentWorkflowTasks: config.worker.maxConcurrentWorkflowTasks,

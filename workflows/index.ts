@@ -1,2 +1,9 @@
 export { ingestArtifact, type IngestArtifactInput, type IngestArtifactResult } from './ingest-artifact.js';
 export { trainingHostCheck, type TrainingHostCheckInput } from './training-host-check.js';
+export {
+  dataStages,
+  currentStageQuery,
+  type DataStagesInput,
+  type DataStagesResult,
+  type DataStageName,
+} from './data-stages.js';

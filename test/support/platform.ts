@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { createActivities, createTrainingActivities } from '../../activities/index.js';
+import { createActivities, createTrainingActivities, type ActivityDeps } from '../../activities/index.js';
 import type { ServiceEndpoints } from '../../core/config.js';
 import { createLogger } from '../../core/logger.js';
 import type { S3ArtifactStore } from '../../storage/artifact-store.js';
@@ -39,7 +42,15 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
   const suffix = randomUUID().slice(0, 8);
   const taskQueue = `test-main-${suffix}`;
   const trainingTaskQueue = `test-training-${suffix}`;
-  const deps = { artifacts: storage.artifacts, metadata: storage.metadata, logger: testLogger };
+  const deps: ActivityDeps = {
+    artifacts: storage.artifacts,
+    metadata: storage.metadata,
+    datasets: storage.datasets,
+    objects: storage.objects,
+    pgPool: storage.database.pool,
+    scratchDir: fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-scratch-')),
+    logger: testLogger,
+  };
   return {
     endpoints: scoped,
     storage,
@@ -73,6 +84,7 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
         logger: testLogger,
       }),
     close: async () => {
+      fs.rmSync(deps.scratchDir, { recursive: true, force: true });
       await connection.close();
       await nativeConnection.close();
       await storage.close();
