@@ -7,6 +7,7 @@ import { requestId } from './middleware/request-id.js';
 import { requestLogger } from './middleware/request-logger.js';
 import type { ReadinessCheck } from './readiness.js';
 import { createRouter } from './router.js';
+import { datasets, type DatasetsDeps } from './routes/datasets.js';
 import { docs } from './routes/docs.js';
 import { health } from './routes/health.js';
 
@@ -25,6 +26,8 @@ export interface ApiDeps {
   readonly bodyLimitBytes: number;
   /** Bound on each readiness check in milliseconds. Default 2000. */
   readonly readinessTimeoutMs?: number;
+  /** The platform's stores; the resources that read or change state are mounted when they are given. */
+  readonly stores?: DatasetsDeps['stores'];
 }
 
 export const OPENAPI_PATH = '/openapi.json';
@@ -48,6 +51,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
   app.notFound(notFoundHandler);
 
   app.route('/', health(deps));
+  if (deps.stores) app.route('/v1/datasets', datasets({ stores: deps.stores }));
 
   app.doc31(OPENAPI_PATH, (c) => ({
     openapi: '3.1.0',

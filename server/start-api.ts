@@ -23,6 +23,7 @@ export async function startApi(options: {
     logger,
     version: PLATFORM_VERSION,
     bodyLimitBytes: config.api.bodyLimitBytes,
+    stores: storage,
     readiness: [
       temporalReadiness(connection),
       postgresReadiness(storage.database.pool),
