@@ -42,7 +42,7 @@ async function listGpus(): Promise<GpuInfo[]> {
 }
 
 /** Activities served by the training task queue, the one GPU hosts poll. */
-export function createTrainingActivities() {
+export function createTrainingHostActivities() {
   return {
     /** Describes the host that serves the training queue: what a scheduler needs to place training on it. */
     async probeTrainingHost(): Promise<TrainingHostInfo> {

@@ -42,22 +42,23 @@ export async function startWorkers(options: {
   try {
     const identity = `${os.hostname()}:${process.pid}`;
     for (const role of options.roles) {
+      storage ??= openStorage(endpoints, { logger, applicationName: `mlops-worker-${role}` });
+      const deps = {
+        artifacts: storage.artifacts,
+        metadata: storage.metadata,
+        datasets: storage.datasets,
+        objects: storage.objects,
+        pgPool: storage.database.pool,
+        scratchDir: path.join(config.dataDir, 'scratch'),
+        logger,
+      };
       if (role === 'main') {
-        storage ??= openStorage(endpoints, { logger, applicationName: 'mlops-worker' });
         workers.push(
           await createPlatformWorker({
             connection,
             namespace: endpoints.temporal.namespace,
             taskQueue: config.temporal.taskQueue,
-            activities: createActivities({
-              artifacts: storage.artifacts,
-              metadata: storage.metadata,
-              datasets: storage.datasets,
-              objects: storage.objects,
-              pgPool: storage.database.pool,
-              scratchDir: path.join(config.dataDir, 'scratch'),
-              logger,
-            }),
+            activities: createActivities(deps),
             runsWorkflows: true,
             maxConcurrentActivities: config.worker.maxConcurrentActivities,
             maxConcurrentWorkflowTasks: config.worker.maxConcurrentWorkflowTasks,
@@ -72,7 +73,7 @@ export async function startWorkers(options: {
             connection,
             namespace: endpoints.temporal.namespace,
             taskQueue: config.temporal.trainingTaskQueue,
-            activities: createTrainingActivities(),
+            activities: createTrainingActivities(deps),
             runsWorkflows: false,
             maxConcurrentActivities: config.worker.trainingMaxConcurrentActivities,
             shutdownGraceSeconds: config.worker.shutdownGraceSeconds,

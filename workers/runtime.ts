@@ -23,7 +23,9 @@ export function installTemporalRuntime(logger: Logger, level: string): void {
   Runtime.install({
     logger: new DefaultLogger(levels[level] ?? 'INFO', (entry) => {
       const { meta, message } = entry;
-      const line = { ...meta, sdk: true };
+      // pino serializes errors only under `err`; the SDK puts them under `error`.
+      const { error, ...rest } = (meta ?? {}) as Record<string, unknown>;
+      const line = { ...rest, ...(error !== undefined ? { err: error } : {}), sdk: true };
       switch (entry.level) {
         case 'TRACE':
           logger.trace(line, message);

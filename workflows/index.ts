@@ -7,3 +7,4 @@ export {
   type DataStagesResult,
   type DataStageName,
 } from './data-stages.js';
+export { trainModel, type TrainModelWorkflowInput } from './train-model.js';

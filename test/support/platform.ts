@@ -77,7 +77,7 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
         connection: nativeConnection,
         namespace: endpoints.temporal.namespace,
         taskQueue: trainingTaskQueue,
-        activities: createTrainingActivities(),
+        activities: createTrainingActivities(deps),
         runsWorkflows: false,
         maxConcurrentActivities: 1,
         shutdownGraceSeconds: 5,

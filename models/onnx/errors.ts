@@ -1,0 +1,26 @@
+/**
+ * Typed failures of the ONNX export. Both are caused by the model or its data, never by the environment: the
+ * activities that call the exporter turn them into non-retryable failures (a retry would fail the same way).
+ */
+
+/** The model or transform cannot be expressed as the graph (inconsistent shapes, a non-finite weight, ...). */
+export class OnnxExportError extends Error {
+  override readonly name = 'OnnxExportError';
+}
+
+/** onnxruntime's outputs for a sample differ from the trainer's own predictions by more than the tolerance. */
+export class OnnxParityError extends Error {
+  override readonly name = 'OnnxParityError';
+  constructor(
+    /** The largest absolute difference seen. */
+    readonly maxAbsDiff: number,
+    /** The row where it was seen. */
+    readonly row: number,
+    readonly tolerance: number,
+    readonly output: string,
+  ) {
+    super(
+      `ONNX output ${output} differs from the expected values by ${maxAbsDiff} at row ${row} (tolerance ${tolerance})`,
+    );
+  }
+}
