@@ -2,7 +2,8 @@
  * Inference for {@link GradientBoostedTreesModel}: the reference the ONNX TreeEnsemble export is checked against, and
  * what evaluation uses. Numeric comparisons are `value < threshold` on the float32 feature values against float32
  * thresholds, exactly what training's binning did and what ONNX (BRANCH_LT, float32) does, so every row takes the
- * same path in all three; NaN goes the node's `missingLeft` way; a categorical code goes left only when listed.
+ * same path in all three; a missing value (NaN or ±Infinity, as the transform defines missing) goes the node's
+ * `missingLeft` way; a categorical code goes left only when listed.
  *
  * The model's nodes are copied once into flat typed arrays; trees are then applied one after the other to all rows,
  * adding to the raw scores in tree order (the order training added them, so the sums are identical bit for bit).
@@ -113,28 +114,63 @@ export function rawScoresGradientBoostedTrees(
   for (let k = 0; k < outputs; k++) raw.fill(model.baseScores[k]!, k * n, (k + 1) * n);
   const numeric = input.features.map((f) => (f.kind === 'numeric' ? f.values : new Float32Array(0)));
   const codes = input.features.map((f) => (f.kind === 'categorical' ? f.codes : new Int32Array(0)));
+  // Rows are routed a node at a time, by partitioning their positions (as training does): a branch-free pass per
+  // node instead of an unpredictable branch per row and level.
+  const source = rows ?? Uint32Array.from({ length: n }, (_, i) => i);
+  const order = new Uint32Array(n);
+  const scratch = new Uint32Array(n);
+  const stack: number[] = [];
   for (const tree of flatten(model, input)) {
     const { kind, feature, threshold, missingLeft, left, right, value, codeOffset, codeCount, codeTable } = tree;
     const base = tree.output * n;
-    for (let i = 0; i < n; i++) {
-      const r = rows ? rows[i]! : i;
-      let node = 0;
-      for (;;) {
-        const k = kind[node]!;
-        if (k === LEAF) break;
-        const f = feature[node]!;
-        if (k === NUMERIC) {
-          const x = numeric[f]![r]!;
-          // NaN fails both comparisons: it takes the learned missing-value direction.
-          const goLeft = x < threshold[node]! || (x !== x && missingLeft[node] === 1);
-          node = goLeft ? left[node]! : right[node]!;
-        } else {
-          const c = codes[f]![r]!;
-          const goLeft = c >= 0 && c < codeCount[node]! && codeTable[codeOffset[node]! + c] === 1;
-          node = goLeft ? left[node]! : right[node]!;
+    for (let i = 0; i < n; i++) order[i] = i;
+    stack.push(0, 0, n);
+    while (stack.length > 0) {
+      const end = stack.pop()!;
+      const start = stack.pop()!;
+      const node = stack.pop()!;
+      if (start === end) continue;
+      const k = kind[node]!;
+      if (k === LEAF) {
+        const v = value[node]!;
+        for (let j = start; j < end; j++) raw[base + order[j]!] = raw[base + order[j]!]! + v;
+        continue;
+      }
+      const f = feature[node]!;
+      let l = start;
+      let q = 0;
+      if (k === NUMERIC) {
+        const column = numeric[f]!;
+        const t = threshold[node]!;
+        const ml = missingLeft[node]!;
+        for (let j = start; j < end; j++) {
+          const i = order[j]!;
+          const x = column[source[i]!]!;
+          // Missing (NaN, ±Infinity: x − x is NaN) takes the learned direction, as in training's bins.
+          const missing = +(x - x !== 0);
+          const goLeft = (+(x < t) & (missing ^ 1)) | (ml & missing);
+          order[l] = i;
+          scratch[q] = i;
+          l += goLeft;
+          q += goLeft ^ 1;
+        }
+      } else {
+        const column = codes[f]!;
+        const offset = codeOffset[node]!;
+        const size = codeCount[node]!;
+        for (let j = start; j < end; j++) {
+          const i = order[j]!;
+          const c = column[source[i]!]!;
+          // Unsigned compare: negative codes and codes past the table go right with unlisted ones.
+          const goLeft = c >>> 0 < size ? codeTable[offset + c]! : 0;
+          order[l] = i;
+          scratch[q] = i;
+          l += goLeft;
+          q += goLeft ^ 1;
         }
       }
-      raw[base + i] = raw[base + i]! + value[node]!;
+      order.set(scratch.subarray(0, q), l);
+      stack.push(right[node]!, l, end, left[node]!, start, l);
     }
   }
   return raw;

@@ -2,7 +2,9 @@
  * Binning: every feature value becomes a byte, once, before boosting; histograms are then built over bytes.
  *
  * Numeric features: up to `maxBins` quantile bins (scikit-learn's _BinMapper: midpoint percentiles of a subsample of
- * at most 200,000 training rows, or one bin per distinct value when there are few), NaN in bin {@link MISSING_BIN}.
+ * at most 200,000 training rows, or one bin per distinct value when there are few), missing values in bin
+ * {@link MISSING_BIN}. Missing means NaN or ±Infinity, as in the transform (data/transform.ts), so bins and
+ * thresholds are finite.
  * Unlike scikit-learn, every bin boundary is a float32 value `t` with `x < t` ⇔ `x` is in a lower bin, for every
  * float32 `x`: the trees store `t` as their threshold, and an ONNX TreeEnsemble (float32, BRANCH_LT) routes each row
  * exactly as training did. Boundaries lie strictly above the largest value of the lower bin and at most at the
@@ -24,8 +26,13 @@ export const BINS_PER_FEATURE = 256;
 /** Rows sampled to place the quantile bins (scikit-learn's default `subsample`). */
 export const BINNING_SUBSAMPLE = 200_000;
 
-/** Largest finite float32: the threshold of a "missing values alone go right" split. */
+/** Largest finite float32. */
 export const FLOAT32_MAX = 3.4028234663852886e38;
+
+/** Whether a feature value counts as missing: NaN or ±Infinity (x − x is NaN exactly for those). */
+export function isMissing(x: number): boolean {
+  return x - x !== 0;
+}
 
 export interface NumericBinning {
   readonly kind: 'numeric';
@@ -86,7 +93,7 @@ export function fitBinning(
     let m = 0;
     for (let i = 0; i < sample.length; i++) {
       const v = feature.values[sample[i]!]!;
-      if (v === v) values[m++] = v;
+      if (!isMissing(v)) values[m++] = v;
     }
     const thresholds = quantileThresholds(values.subarray(0, m).sort(), maxBins);
     return { kind: 'numeric', thresholds, valueBins: thresholds.length + 1, hasMissing: false };
@@ -202,7 +209,7 @@ function binNumeric(
   for (let i = 0; i < n; i++) {
     const x = values[rows === null ? i : rows[i]!]!;
     let bin: number;
-    if (x !== x) {
+    if (isMissing(x)) {
       bin = MISSING_BIN;
       missing = true;
     } else {

@@ -225,8 +225,20 @@ export class TreeGrower {
       }
       return { kind: 'categorical', feature: split.feature, leftCodes, left, right };
     }
-    // The last value bin as split point means "every value left, missing values right".
-    const threshold = split.bin < spec.valueBins - 1 ? spec.thresholds[split.bin]! : FLOAT32_MAX;
+    if (split.bin === spec.valueBins - 1) {
+      // The last value bin as split point: every value left, missing values right. No finite float32 threshold lies
+      // above every finite value, but x < -FLOAT32_MAX holds for none: written the other way round (missing values
+      // left, values right), the split routes every input as the bins did.
+      return {
+        kind: 'numeric',
+        feature: split.feature,
+        threshold: -FLOAT32_MAX,
+        missingLeft: true,
+        left: right,
+        right: left,
+      };
+    }
+    const threshold = spec.thresholds[split.bin]!;
     return { kind: 'numeric', feature: split.feature, threshold, missingLeft: split.missingLeft, left, right };
   }
 }

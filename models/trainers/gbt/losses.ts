@@ -147,6 +147,8 @@ const squaredError: GbtLoss = {
 };
 
 function softmaxCrossEntropy(classes: number): GbtLoss {
+  // One row's exp(z_k - max); each thread has its own loss object, so this scratch is never shared.
+  const exps = new Float64Array(classes);
   /** log Σ_k exp(z_k) of row r, shifted by the maximum so that exp never overflows. */
   const logPartition = (raw: Float64Array, n: number, r: number): number => {
     let max = -Infinity;
@@ -168,16 +170,23 @@ function softmaxCrossEntropy(classes: number): GbtLoss {
       const n = y.length;
       let sum = 0;
       for (let r = start; r < end; r++) {
-        const lse = logPartition(raw, n, r);
+        // One exp per class (shifted by the maximum so that none overflows), then p_k = e_k / Σ e.
+        let max = -Infinity;
+        for (let k = 0; k < classes; k++) max = Math.max(max, raw[k * n + r]!);
+        let total = 0;
+        for (let k = 0; k < classes; k++) {
+          const e = Math.exp(raw[k * n + r]! - max);
+          exps[k] = e;
+          total += e;
+        }
         const t = y[r]!;
         const w = weights ? weights[r]! : 1;
-        // p_k = exp(z_k - max) / Σ exp(z_j - max) = exp(z_k - lse).
         for (let k = 0; k < classes; k++) {
-          const p = Math.exp(raw[k * n + r]! - lse);
+          const p = exps[k]! / total;
           gradient[k * n + r] = w * (p - (k === t ? 1 : 0));
           hessian[k * n + r] = w * p * (1 - p);
         }
-        sum += w * (lse - raw[t * n + r]!);
+        sum += w * (max + Math.log(total) - raw[t * n + r]!);
       }
       return sum;
     },

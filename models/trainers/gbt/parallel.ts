@@ -53,9 +53,14 @@ export class HelperThreads {
 
   private constructor(count: number) {
     for (let i = 0; i < count; i++) {
-      const worker = new Worker(BOOTSTRAP, { workerData: { entry: ENTRY } });
-      this.workers.push(worker);
-      this.loaded.push(this.next(worker, 'loaded'));
+      try {
+        const worker = new Worker(BOOTSTRAP, { workerData: { entry: ENTRY } });
+        this.workers.push(worker);
+        this.loaded.push(this.next(worker, 'loaded'));
+      } catch {
+        // No threads here (a restricted runtime): training runs on the calling thread.
+        this.failed = true;
+      }
     }
   }
 

@@ -102,7 +102,7 @@ describe('binRows', () => {
 });
 
 describe('float32 routing', () => {
-  it('a value equal to the threshold goes right; the float just below goes left; NaN follows missingLeft', () => {
+  it('a value equal to the threshold goes right, the float just below left; NaN and ±Infinity follow missingLeft', () => {
     const t = Math.fround(0.1);
     const below = new Float32Array([t]);
     new Int32Array(below.buffer)[0]! -= 1;
@@ -121,8 +121,9 @@ describe('float32 routing', () => {
         },
       ],
     };
-    const p = predictGradientBoostedTrees(model, { rows: 3, features: [numeric('x', [t, below[0]!, NaN])] });
-    expect(Array.from(p)).toEqual([1, -1, -1]);
+    const x = [t, below[0]!, NaN, Infinity, -Infinity];
+    const p = predictGradientBoostedTrees(model, { rows: x.length, features: [numeric('x', x)] });
+    expect(Array.from(p)).toEqual([1, -1, -1, -1, -1]);
   });
 
   it('training separates adjacent float32 values, and prediction routes them as training did', async () => {
@@ -140,7 +141,11 @@ describe('float32 routing', () => {
 
   it('property: trees route every row the same in bin space and on float32 values (NaN, pooled codes included)', () => {
     const row = fc.record({
-      x: fc.oneof(fc.float({ noDefaultInfinity: true }), fc.constant(Number.NaN), fc.integer({ min: -3, max: 3 })),
+      x: fc.oneof(
+        fc.float(),
+        fc.constantFrom(Number.NaN, Infinity, -Infinity, 3.4028234663852886e38, -3.4028234663852886e38),
+        fc.integer({ min: -3, max: 3 }),
+      ),
       z: fc.float({ min: -1, max: 1, noNaN: true }),
       c: fc.integer({ min: 0, max: 11 }),
       g: fc.float({ min: -1, max: 1, noNaN: true }),
