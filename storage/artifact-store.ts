@@ -19,6 +19,7 @@ import {
   sha256OfFile,
   type ArtifactLocation,
 } from './content-hash.js';
+import { isS3NotFound } from './s3-errors.js';
 
 /**
  * A stored artifact, small and JSON-serializable so it can travel in Temporal payloads. `uri` is derived from
@@ -90,7 +91,6 @@ const KIND = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/;
 // Metadata travels as HTTP headers: printable ASCII only.
 const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
-const NOT_FOUND_CODES = new Set(['NoSuchKey', 'NotFound', 'NoSuchBucket']);
 
 /**
  * `ArtifactStore` on any S3-compatible endpoint through the `minio` client (path-style addressing).
@@ -229,7 +229,7 @@ export class S3ArtifactStore implements ArtifactStore {
         lastModified: info.lastModified,
       };
     } catch (error) {
-      if (isNotFound(error)) return undefined;
+      if (isS3NotFound(error)) return undefined;
       throw error;
     }
   }
@@ -305,7 +305,7 @@ export class S3ArtifactStore implements ArtifactStore {
       const info = await this.client.statObject(location.bucket, location.key);
       return info.size === bytes && (info.metaData as Record<string, unknown>).sha256 === location.sha256;
     } catch (error) {
-      if (isNotFound(error)) return false;
+      if (isS3NotFound(error)) return false;
       throw error;
     }
   }
@@ -314,7 +314,7 @@ export class S3ArtifactStore implements ArtifactStore {
     try {
       return await this.client.getObject(location.bucket, location.key);
     } catch (error) {
-      if (isNotFound(error)) throw new ArtifactNotFoundError(this.#uri(location), { cause: error });
+      if (isS3NotFound(error)) throw new ArtifactNotFoundError(this.#uri(location), { cause: error });
       throw error;
     }
   }
@@ -375,16 +375,6 @@ async function isValidCopy(filePath: string, sha256: string): Promise<boolean> {
     if (isErrnoException(error) && error.code === 'ENOENT') return false;
     throw error;
   }
-}
-
-function isNotFound(error: unknown): boolean {
-  return (
-    typeof error === 'object' &&
-    error !== null &&
-    'code' in error &&
-    typeof error.code === 'string' &&
-    NOT_FOUND_CODES.has(error.code)
-  );
 }
 
 function stringOr(value: unknown, fallback: string): string {

@@ -9,6 +9,7 @@ import type { Client } from 'minio';
 import { FailureType } from '../core/constants.js';
 import { isErrnoException } from '../core/errors.js';
 import { sha256Hex } from './content-hash.js';
+import { isS3NotFound } from './s3-errors.js';
 
 /**
  * Reading arbitrary objects of any bucket of the configured S3 endpoint, for extraction. Unlike the artifact store
@@ -83,7 +84,6 @@ export class ObjectChangedError extends Error {
   }
 }
 
-const NOT_FOUND_CODES = new Set(['NoSuchKey', 'NotFound', 'NoSuchBucket']);
 // A single-part upload's ETag is the MD5 of its bytes; multipart ETags ("<md5>-<parts>") depend on the part sizes.
 const PLAIN_MD5_ETAG = /^[0-9a-f]{32}$/;
 
@@ -124,7 +124,7 @@ export class S3ObjectSource implements ObjectSource {
         });
       }
     } catch (error) {
-      if (isNotFound(error)) throw new ObjectNotFoundError(`s3://${bucket}`, { cause: error });
+      if (isS3NotFound(error)) throw new ObjectNotFoundError(`s3://${bucket}`, { cause: error });
       throw error;
     }
     // S3 lists in UTF-8 binary order already; sorting makes it independent of the store's implementation.
@@ -136,7 +136,7 @@ export class S3ObjectSource implements ObjectSource {
       const info = await this.client.statObject(bucket, key);
       return { bucket, key, size: info.size, etag: normalizeEtag(info.etag), lastModified: info.lastModified };
     } catch (error) {
-      if (isNotFound(error)) return undefined;
+      if (isS3NotFound(error)) return undefined;
       throw error;
     }
   }
@@ -159,7 +159,7 @@ export class S3ObjectSource implements ObjectSource {
       try {
         response = (await this.client.getObject(object.bucket, object.key)) as IncomingMessage;
       } catch (error) {
-        if (isNotFound(error)) throw new ObjectNotFoundError(uri, { cause: error });
+        if (isS3NotFound(error)) throw new ObjectNotFoundError(uri, { cause: error });
         throw error;
       }
       const served = normalizeEtag(String(response.headers?.etag ?? object.etag));
@@ -212,14 +212,4 @@ async function fileSize(filePath: string): Promise<number | undefined> {
     if (isErrnoException(error) && error.code === 'ENOENT') return undefined;
     throw error;
   }
-}
-
-function isNotFound(error: unknown): boolean {
-  return (
-    typeof error === 'object' &&
-    error !== null &&
-    'code' in error &&
-    typeof error.code === 'string' &&
-    NOT_FOUND_CODES.has(error.code)
-  );
 }
