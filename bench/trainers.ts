@@ -35,6 +35,12 @@
  * `--threads N` runs both sides with N threads (scikit-learn: OMP_NUM_THREADS and OPENBLAS_NUM_THREADS; ours: the
  * trees' `threads` parameter; our logistic regression is single-threaded); by default each uses its own default
  * (scikit-learn: every core; our trees: up to 4 cores from 200,000 rows).
+ *
+ * `--split random` replaces the time split with a random split of the same January–March 2001 rows, of the same
+ * sizes: the rows before 2001-04-01 are copied (untimed) to a Parquet file with their position in the source file as
+ * `source_row`, and `prepareDataset` splits that file with its stable hash split on `source_row` (seed 0), the eval
+ * fraction chosen so that exactly the 511,502 rows of smallest hash bucket are eval. Both sides read the same
+ * prepared files, so ours and scikit-learn train and evaluate on the same rows.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -81,6 +87,9 @@ const SPLIT: PrepareSpec['split'] = {
   trainBefore: '2001-03-01',
   evalBefore: '2001-04-01',
 };
+/** `--split random`: the rows of the time split (January–March 2001), split by a stable hash of `source_row`. */
+const RANDOM_SPLIT_ROWS_BEFORE = '2001-04-01';
+const RANDOM_SPLIT_KEY = 'source_row';
 const LABEL: PrepareSpec['label'] = { name: 'delayed', expression: 'delay > 15', task: 'binary' };
 /** Rows of the eval split compared between the graph and the in-memory model: every STRIDE-th. */
 const PARITY_STRIDE = 256;
@@ -357,6 +366,36 @@ async function exportCsv(
     );
   }
   return out;
+}
+
+/**
+ * `--split random`: copies the January–March 2001 rows of the flights file, with their position in it as
+ * `source_row`, to a Parquet file in the engine's work folder, and returns that file and the hash split of it whose
+ * eval part is exactly the EXPECTED_EVAL_ROWS rows of smallest bucket (the bucket is computed as `hashSplitSql` does:
+ * the first 8 hex digits of `md5(CAST(source_row AS VARCHAR) || ':' || seed)`).
+ */
+async function randomSplitInput(engine: DataEngine): Promise<{ input: string; split: PrepareSpec['split'] }> {
+  const input = path.join(engine.workDir, 'flights-2001q1.parquet');
+  await engine.run(
+    `COPY (SELECT * EXCLUDE (file_row_number), file_row_number AS ${sqlIdentifier(RANDOM_SPLIT_KEY)}
+           FROM read_parquet(${sqlString(FLIGHTS)}, file_row_number = true)
+           WHERE date < CAST(${sqlString(RANDOM_SPLIT_ROWS_BEFORE)} AS TIMESTAMP)
+           ORDER BY file_row_number)
+     TO ${sqlString(input)} (FORMAT parquet)`,
+  );
+  const bucket = `CAST(('0x' || substr(md5(CAST(${sqlIdentifier(RANDOM_SPLIT_KEY)} AS VARCHAR) || ${sqlString(`:${SEED}`)}), 1, 8)) AS UBIGINT)`;
+  const rows = await engine.rows<{ b: bigint | number }>(
+    `SELECT b FROM (SELECT DISTINCT ${bucket} AS b FROM read_parquet(${sqlString(input)}))
+     WHERE b >= (SELECT ${bucket} AS b FROM read_parquet(${sqlString(input)}) ORDER BY b LIMIT 1 OFFSET ${EXPECTED_EVAL_ROWS - 1})
+     ORDER BY b LIMIT 2`,
+  );
+  check(rows.length === 2, `--split random: fewer than ${EXPECTED_EVAL_ROWS + 1} distinct buckets`);
+  const last = Number(rows[0]!.b);
+  // Buckets below last + 1 are eval; the count of rows is checked after preparing (a tie at `last` would show there).
+  return {
+    input,
+    split: { kind: 'hash', key: RANDOM_SPLIT_KEY, evalFraction: (last + 1) / 2 ** 32, seed: SEED },
+  };
 }
 
 /** The eval split's raw feature columns (as serving would receive them: numbers, strings, null) and labels. */
@@ -659,8 +698,15 @@ async function main(): Promise<void> {
   const { runs, warmup, options } = parseBenchArgs({
     runs: 3,
     warmup: 0,
-    options: { models: MODELS.map((m) => m.trainer).join(','), batch: '50000', threads: 'default' },
+    options: {
+      models: MODELS.map((m) => m.trainer).join(','),
+      batch: '50000',
+      threads: 'default',
+      split: 'time',
+    },
   });
+  if (options.split !== 'time' && options.split !== 'random') throw new Error(`--split must be 'time' or 'random'`);
+  const randomSplit = options.split === 'random';
   const chosen = options.models.split(',').map((s) => s.trim());
   const unknown = chosen.filter((name) => !MODELS.some((m) => m.trainer === name));
   if (unknown.length > 0) throw new Error(`unknown --models ${unknown.join(', ')}`);
@@ -675,11 +721,13 @@ async function main(): Promise<void> {
   const loadAtStart = loadAverage();
   console.log(
     `${os.cpus().length} cores, Node ${process.version}, ${new Date().toISOString()}, ` +
-      `load average at start ${loadAtStart.join(' ')}; threads: ${threads ?? "each library's default"}`,
+      `load average at start ${loadAtStart.join(' ')}; threads: ${threads ?? "each library's default"}; ` +
+      `split: ${options.split}`,
   );
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-trainers-'));
   const outcomes: ModelOutcome[] = [];
   const facts: Record<string, unknown> = {};
+  let splitUsed: PrepareSpec['split'] = SPLIT;
   try {
     for (const spec of specs) {
       // Untimed preparation: the prepared splits and transform, the CSV files for scikit-learn, the eval columns.
@@ -691,10 +739,12 @@ async function main(): Promise<void> {
       let csv: { train: string; eval: string };
       let evalData: { columns: Record<string, unknown[]>; labels: Float64Array };
       try {
+        const source = randomSplit ? await randomSplitInput(engine) : { input: FLIGHTS, split: SPLIT };
+        splitUsed = source.split;
         const began = performance.now();
         const dataset = await prepareDataset(
           engine,
-          { input: FLIGHTS, label: LABEL, features: spec.features, split: SPLIT },
+          { input: source.input, label: LABEL, features: spec.features, split: source.split },
           path.join(engine.workDir, 'prepared'),
         );
         check(
@@ -772,7 +822,7 @@ async function main(): Promise<void> {
   const file = writeResultFile('trainers', {
     source: path.relative(REPO_ROOT, FLIGHTS),
     label: LABEL,
-    split: SPLIT,
+    split: randomSplit ? { kind: 'random', rowsBefore: RANDOM_SPLIT_ROWS_BEFORE, prepared: splitUsed } : SPLIT,
     trainRows: EXPECTED_TRAIN_ROWS,
     evalRows: EXPECTED_EVAL_ROWS,
     loadAverageAtStart: loadAtStart,
