@@ -44,6 +44,19 @@ export async function completedStageResult<T>(metadata: MetadataStore, stage: st
   return result;
 }
 
+/** The stage's execution in this workflow, created on first use (idempotent: keyed by workflow id and stage). */
+function startStageExecution(metadata: MetadataStore, identity: StageIdentity) {
+  const { workflowId, runId } = currentWorkflow();
+  return metadata.startExecution({
+    externalId: `${workflowId}/${identity.stage}`,
+    type: identity.executionType,
+    name: identity.stage,
+    workflowId,
+    temporalRunId: runId,
+    stage: identity.stage,
+  });
+}
+
 /**
  * Records a finished stage as ML Metadata: its execution (keyed by workflow id and stage), each input and output
  * artifact with its event, the pipeline context, and the stage's result for retries. Every write is an upsert, so
@@ -56,15 +69,7 @@ export async function recordStage(
   identity: StageIdentity,
   stage: { inputs: readonly StageArtifact[]; outputs: readonly StageArtifact[]; result: unknown },
 ): Promise<{ executionId: string; artifactIds: Record<string, string> }> {
-  const { workflowId, runId } = currentWorkflow();
-  const execution = await metadata.startExecution({
-    externalId: `${workflowId}/${identity.stage}`,
-    type: identity.executionType,
-    name: identity.stage,
-    workflowId,
-    temporalRunId: runId,
-    stage: identity.stage,
-  });
+  const execution = await startStageExecution(metadata, identity);
   const context = identity.context
     ? await metadata.putContext({ type: 'pipeline', name: identity.context })
     : undefined;
@@ -108,15 +113,7 @@ export async function recordStageFailure(
   identity: StageIdentity,
   failure: { type: string; message: string; reportUri?: string },
 ): Promise<void> {
-  const { workflowId, runId } = currentWorkflow();
-  const execution = await metadata.startExecution({
-    externalId: `${workflowId}/${identity.stage}`,
-    type: identity.executionType,
-    name: identity.stage,
-    workflowId,
-    temporalRunId: runId,
-    stage: identity.stage,
-  });
+  const execution = await startStageExecution(metadata, identity);
   if (execution.state === 'running') {
     await metadata.completeExecution(execution.id, { state: 'failed', properties: { failure } });
   }

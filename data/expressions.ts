@@ -12,7 +12,7 @@
  * This is the first wall; the {@link DataEngine} sandbox is the second: an expression that slipped through still
  * cannot read or write files outside the engine's folders, open connections or change settings.
  */
-import type { DataEngine } from './engine.js';
+import { NUMERIC_TYPE_NAMES, type DataEngine } from './engine.js';
 
 /** Longest accepted expression, in characters. */
 export const MAX_EXPRESSION_LENGTH = 1000;
@@ -120,18 +120,7 @@ const ALLOWED_OPERATORS: Readonly<Record<string, readonly number[]>> = {
 /** Scalar types a CAST may produce and a constant may have. */
 const SCALAR_TYPES = new Set([
   'BOOLEAN',
-  'TINYINT',
-  'SMALLINT',
-  'INTEGER',
-  'BIGINT',
-  'HUGEINT',
-  'UTINYINT',
-  'USMALLINT',
-  'UINTEGER',
-  'UBIGINT',
-  'UHUGEINT',
-  'FLOAT',
-  'DOUBLE',
+  ...NUMERIC_TYPE_NAMES,
   'DECIMAL',
   'VARCHAR',
   'DATE',

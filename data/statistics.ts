@@ -2,7 +2,7 @@
  * StatisticsGen: per-column statistics of a relation, computed by DuckDB in three set-based queries (one aggregate
  * scan, one histogram scan, one grouped scan of the categorical columns), never by a row loop in JavaScript.
  */
-import { type DataEngine, sqlIdentifier } from './engine.js';
+import { NUMERIC_TYPE_NAMES, sqlIdentifier, type DataEngine } from './engine.js';
 import type {
   ColumnComparison,
   ColumnKind,
@@ -41,20 +41,7 @@ export interface SourceColumn {
   readonly kind: ColumnKind;
 }
 
-const NUMERIC_TYPES = new Set([
-  'TINYINT',
-  'SMALLINT',
-  'INTEGER',
-  'BIGINT',
-  'HUGEINT',
-  'UTINYINT',
-  'USMALLINT',
-  'UINTEGER',
-  'UBIGINT',
-  'UHUGEINT',
-  'FLOAT',
-  'DOUBLE',
-]);
+const NUMERIC_TYPES = new Set(NUMERIC_TYPE_NAMES);
 const FLOATING_TYPES = new Set(['FLOAT', 'DOUBLE']);
 const TIMESTAMP_TYPES = new Set([
   'DATE',

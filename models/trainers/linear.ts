@@ -18,6 +18,7 @@
  * itself (the flights training split: 966k rows, 169k distinct).
  */
 import { z } from 'zod';
+import { parseTrainingParams } from '../params.js';
 import type { SparseEncodedDataset, SparseMatrix } from '../dataset.js';
 import { minimizeLbfgs, abortError, type LbfgsState, type Objective } from '../optim/lbfgs.js';
 import { TrainingParameterError, type EncodedDataset, type LinearModel, type TrainingHooks } from '../types.js';
@@ -95,7 +96,7 @@ export type ResolvedRidgeParams = z.output<typeof ridgeParamsSchema>;
  * @throws TrainingParameterError naming the first offending parameter.
  */
 export function parseLogisticRegressionParams(params: unknown): ResolvedLogisticRegressionParams {
-  return parse(logisticRegressionParamsSchema, params);
+  return parseTrainingParams(logisticRegressionParamsSchema, params ?? {});
 }
 
 /**
@@ -104,16 +105,7 @@ export function parseLogisticRegressionParams(params: unknown): ResolvedLogistic
  * @throws TrainingParameterError naming the first offending parameter.
  */
 export function parseRidgeParams(params: unknown): ResolvedRidgeParams {
-  return parse(ridgeParamsSchema, params);
-}
-
-function parse<T extends z.ZodType>(schema: T, params: unknown): z.output<T> {
-  const parsed = schema.safeParse(params ?? {});
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const unknownKey = issue?.code === 'unrecognized_keys' ? issue.keys[0] : undefined;
-  const name = unknownKey ?? (issue && issue.path.length > 0 ? issue.path.map(String).join('.') : 'params');
-  throw new TrainingParameterError(name, issue?.message ?? 'invalid');
+  return parseTrainingParams(ridgeParamsSchema, params ?? {});
 }
 
 /**

@@ -16,6 +16,7 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { z } from 'zod';
+import { parseTrainingParams } from '../params.js';
 import { Adam, type AdamState } from '../optim/adam.js';
 import { sigmoid, softmaxInto } from '../predict/mlp.js';
 import {
@@ -85,12 +86,7 @@ export type ResolvedMlpParams = z.output<typeof mlpParamsSchema>;
  * @throws TrainingParameterError naming the first offending parameter.
  */
 export function parseMlpParams(params: unknown): ResolvedMlpParams {
-  const parsed = mlpParamsSchema.safeParse(params);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const unknownKey = issue?.code === 'unrecognized_keys' ? issue.keys[0] : undefined;
-  const name = unknownKey ?? (issue && issue.path.length > 0 ? issue.path.map(String).join('.') : 'params');
-  throw new TrainingParameterError(name, issue?.message ?? 'invalid');
+  return parseTrainingParams(mlpParamsSchema, params);
 }
 
 /**

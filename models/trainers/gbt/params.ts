@@ -3,7 +3,8 @@
  * HistGradientBoostingClassifier/Regressor defaults (1.2), so our figures and theirs are comparable run for run.
  */
 import { z } from 'zod';
-import { TrainingParameterError, type LabelTask } from '../../types.js';
+import { parseTrainingParams } from '../../params.js';
+import type { LabelTask } from '../../types.js';
 
 /** Most value bins of a numeric feature: bins are stored in a byte, and bin 255 is reserved for missing values. */
 export const MAX_BINS = 255;
@@ -54,13 +55,7 @@ export type GbtParams = z.output<typeof gbtParamsSchema>;
  * @throws TrainingParameterError naming the first offending parameter (or `params` when the input is not an object).
  */
 export function parseGbtParams(input: unknown): GbtParams {
-  const parsed = gbtParamsSchema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  // An unknown key is reported by zod at the object's level with the key in `keys`: name the key itself.
-  const key =
-    issue?.code === 'unrecognized_keys' ? issue.keys[0] : issue?.path.length ? String(issue.path[0]) : undefined;
-  throw new TrainingParameterError(key ?? 'params', issue?.message ?? z.prettifyError(parsed.error));
+  return parseTrainingParams(gbtParamsSchema, input);
 }
 
 /** Number of raw-score outputs (trees per iteration) of a task. */
