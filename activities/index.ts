@@ -1,6 +1,8 @@
 import type { ActivityDeps } from './deps.js';
 import { createDataActivities } from './data-stages.js';
 import { createIngestActivities } from './ingest.js';
+import { createPipelineActivities } from './pipeline.js';
+import { trackRunStages } from './run-stages.js';
 import { createTrainingHostActivities } from './training-host.js';
 import { createTrainingActivities as createTrainerActivities } from './training.js';
 
@@ -17,15 +19,34 @@ export type {
   ValidateDataResult,
 } from './data-stages.js';
 export type { TrainModelInput, TrainModelResult, TrainingHeartbeat } from './training.js';
+export type {
+  BeginPipelineRunResult,
+  ChampionEvaluation,
+  DeployModelResult,
+  EvaluateModelResult,
+  RegisterModelResult,
+  ValidateModelResult,
+} from './pipeline.js';
+export { STAGE_OF_ACTIVITY } from './run-stages.js';
+/** Record types the pipeline workflow returns (workflow code may import types from activities only). */
+export type { ModelBlessing, RunFailure } from '../schema/index.js';
 
 /** Activities served by the main task queue. Workflows see their types only. */
 export function createActivities(deps: ActivityDeps) {
-  return { ...createIngestActivities(deps), ...createDataActivities(deps) };
+  return trackRunStages(
+    { ...createIngestActivities(deps), ...createDataActivities(deps), ...createPipelineActivities(deps) },
+    deps.pipelines,
+    deps.logger,
+  );
 }
 
 /** Activities served by the training task queue (the one GPU hosts poll). */
 export function createTrainingActivities(deps: ActivityDeps) {
-  return { ...createTrainingHostActivities(), ...createTrainerActivities(deps) };
+  return trackRunStages(
+    { ...createTrainingHostActivities(), ...createTrainerActivities(deps) },
+    deps.pipelines,
+    deps.logger,
+  );
 }
 
 export type MainActivities = ReturnType<typeof createActivities>;

@@ -5,6 +5,8 @@ import { createDatabase, type DatabaseHandle } from './database.js';
 import { DatasetStore } from './dataset-store.js';
 import { DrizzleMetadataStore, type MetadataStore } from './metadata-store.js';
 import { S3ObjectSource } from './object-source.js';
+import { PipelineStore } from './pipeline-store.js';
+import { RegistryStore } from './registry-store.js';
 
 /** The platform's stores, opened once per process over the resolved endpoints. */
 export interface PlatformStorage {
@@ -13,6 +15,8 @@ export interface PlatformStorage {
   readonly metadata: MetadataStore;
   readonly datasets: DatasetStore;
   readonly objects: S3ObjectSource;
+  readonly registry: RegistryStore;
+  readonly pipelines: PipelineStore;
   close(): Promise<void>;
 }
 
@@ -36,6 +40,8 @@ export function openStorage(
     metadata: new DrizzleMetadataStore(database.db),
     datasets: new DatasetStore(database.db),
     objects: new S3ObjectSource(artifacts.client),
+    registry: new RegistryStore(database.db),
+    pipelines: new PipelineStore(database.db),
     close: () => database.close(),
   };
 }

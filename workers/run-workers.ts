@@ -48,6 +48,8 @@ export async function startWorkers(options: {
         metadata: storage.metadata,
         datasets: storage.datasets,
         objects: storage.objects,
+        pipelines: storage.pipelines,
+        registry: storage.registry,
         pgPool: storage.database.pool,
         scratchDir: path.join(config.dataDir, 'scratch'),
         logger,

@@ -8,3 +8,17 @@ export {
   type DataStageName,
 } from './data-stages.js';
 export { trainModel, type TrainModelWorkflowInput } from './train-model.js';
+export {
+  trainingPipeline,
+  pipelineProgressQuery,
+  approveUpdate,
+  rejectUpdate,
+  PIPELINE_STAGES,
+  type TrainingPipelineInput,
+  type TrainingPipelineResult,
+  type PipelineProgress,
+  type PipelineOutcome,
+  type PipelineStage,
+  type ApprovalRequest,
+  type ApprovalDecision,
+} from './training-pipeline.js';

@@ -47,6 +47,8 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
     metadata: storage.metadata,
     datasets: storage.datasets,
     objects: storage.objects,
+    pipelines: storage.pipelines,
+    registry: storage.registry,
     pgPool: storage.database.pool,
     scratchDir: fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-scratch-')),
     logger: testLogger,

@@ -1,0 +1,207 @@
+/**
+ * Starting and steering pipeline runs from outside a workflow: the HTTP API, the demo, the CLI and tests all go
+ * through here, so a run is started, resumed, approved or cancelled the same way whoever asks.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdReusePolicy,
+  WorkflowUpdateFailedError,
+  type Client,
+} from '@temporalio/client';
+import { SearchAttributeKeys } from '../core/constants.js';
+import type { PipelineRun } from '../schema/pipelines.js';
+import type { PipelineStore } from '../storage/pipeline-store.js';
+import {
+  approveUpdate,
+  pipelineProgressQuery,
+  rejectUpdate,
+  trainingPipeline,
+  type ApprovalDecision,
+  type ApprovalRequest,
+  type PipelineProgress,
+  type TrainingPipelineInput,
+} from '../workflows/index.js';
+import { modelNameOf, pipelineDefinitionSchema, type PipelineDefinition } from './definition.js';
+
+export interface PipelineRunnerDeps {
+  readonly client: Client;
+  readonly pipelines: PipelineStore;
+  /** The main task queue: where the pipeline workflow and its non-training stages run. */
+  readonly taskQueue: string;
+  readonly trainingTaskQueue: string;
+}
+
+/** A request that conflicts with the run's state (resume a running run, approve one that is not waiting, ...). */
+export class RunStateError extends Error {
+  override readonly name = 'RunStateError';
+}
+
+export class RunNotFoundError extends Error {
+  override readonly name = 'RunNotFoundError';
+}
+
+export interface StartRunRequest {
+  readonly pipeline: string;
+  /** Default: the newest version. */
+  readonly version?: number;
+  readonly trigger: string;
+  readonly triggeredBy?: string;
+  /** One key never starts two runs: a repeated request (or a concurrent one) gets the run the key started. */
+  readonly idempotencyKey?: string;
+}
+
+export interface StartedRun {
+  readonly run: PipelineRun;
+  /** False when the idempotency key had already started this run. */
+  readonly created: boolean;
+}
+
+function workflowIdFor(pipeline: string, runId: string): string {
+  return `pipeline-${pipeline}-${runId}`;
+}
+
+/**
+ * Starts a run of a stored pipeline version. The run row is written first (keyed by the idempotency key) and its
+ * workflow id is derived from it, so concurrent requests with one key converge on one row and one workflow: the
+ * losers' start requests meet the winner's workflow id and are absorbed.
+ *
+ * @throws RunNotFoundError when the pipeline or version does not exist.
+ * @throws RunStateError when the key was used for a different pipeline.
+ */
+export async function startPipelineRun(deps: PipelineRunnerDeps, request: StartRunRequest): Promise<StartedRun> {
+  const version = await deps.pipelines.getVersion(request.pipeline, request.version);
+  if (!version) {
+    throw new RunNotFoundError(
+      request.version === undefined
+        ? `pipeline ${request.pipeline} does not exist`
+        : `pipeline ${request.pipeline} has no version ${request.version}`,
+    );
+  }
+  const runId = randomUUID();
+  const { run, created } = await deps.pipelines.createRun({
+    runId,
+    pipelineVersionId: version.id,
+    workflowId: workflowIdFor(request.pipeline, runId),
+    trigger: request.trigger,
+    ...(request.triggeredBy ? { triggeredBy: request.triggeredBy } : {}),
+    ...(request.idempotencyKey ? { idempotencyKey: request.idempotencyKey } : {}),
+  });
+  if (run.pipelineVersionId !== version.id) {
+    const existing = await deps.pipelines.getVersionById(run.pipelineVersionId);
+    const samePipeline = existing && existing.pipelineId === version.pipelineId;
+    if (!samePipeline) {
+      throw new RunStateError(`idempotency key ${request.idempotencyKey} already started a run of another pipeline`);
+    }
+  }
+  const runVersion =
+    run.pipelineVersionId === version.id ? version : await deps.pipelines.getVersionById(run.pipelineVersionId);
+  if (!runVersion) throw new RunNotFoundError(`pipeline version ${run.pipelineVersionId} does not exist`);
+  await startWorkflow(deps, run, request.pipeline, runVersion.version, runVersion.definition, 'start');
+  return { run, created };
+}
+
+async function startWorkflow(
+  deps: PipelineRunnerDeps,
+  run: PipelineRun,
+  pipeline: string,
+  version: number,
+  storedDefinition: unknown,
+  mode: 'start' | 'resume',
+): Promise<void> {
+  // Stored definitions were validated when saved; parsing again fills defaults added since.
+  const definition: PipelineDefinition = pipelineDefinitionSchema.parse(storedDefinition);
+  const input: TrainingPipelineInput = {
+    runId: run.id,
+    pipeline,
+    pipelineVersion: version,
+    definition,
+    trigger: run.trigger,
+    ...(run.triggeredBy ? { triggeredBy: run.triggeredBy } : {}),
+    trainingTaskQueue: deps.trainingTaskQueue,
+  };
+  try {
+    await deps.client.workflow.start(trainingPipeline, {
+      workflowId: run.workflowId,
+      taskQueue: deps.taskQueue,
+      args: [input],
+      // A run id is used once; only a resume may start a failed or cancelled run's workflow id again.
+      workflowIdReusePolicy:
+        mode === 'resume' ? WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY : WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      typedSearchAttributes: [
+        { key: SearchAttributeKeys.pipeline, value: pipeline },
+        { key: SearchAttributeKeys.model, value: modelNameOf(definition) },
+        { key: SearchAttributeKeys.trigger, value: run.trigger },
+        { key: SearchAttributeKeys.status, value: 'running' },
+      ],
+      staticSummary: `${pipeline} v${version} (${run.trigger})`,
+    });
+  } catch (error) {
+    if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+    if (mode === 'resume') throw new RunStateError(`run ${run.id} is running or already succeeded`);
+    // start: another request with the same key started it first, or it already ran: either way it is this run.
+  }
+}
+
+/**
+ * Starts a failed or cancelled run again under its workflow id: stages it completed are reused, and the run goes
+ * on from the stage that failed (after the cause was fixed: data repaired, a service back).
+ */
+export async function resumePipelineRun(deps: PipelineRunnerDeps, runId: string): Promise<PipelineRun> {
+  const run = await deps.pipelines.getRun(runId);
+  if (!run) throw new RunNotFoundError(`run ${runId} does not exist`);
+  if (run.status !== 'failed' && run.status !== 'cancelled') {
+    throw new RunStateError(`run ${runId} is ${run.status}; only failed or cancelled runs can be resumed`);
+  }
+  const version = await deps.pipelines.getVersionById(run.pipelineVersionId);
+  if (!version) throw new RunNotFoundError(`pipeline version ${run.pipelineVersionId} does not exist`);
+  await startWorkflow(deps, run, run.pipelineName, version.version, version.definition, 'resume');
+  return run;
+}
+
+async function decide(
+  deps: PipelineRunnerDeps,
+  runId: string,
+  approved: boolean,
+  request: ApprovalRequest,
+): Promise<ApprovalDecision> {
+  const run = await deps.pipelines.getRun(runId);
+  if (!run) throw new RunNotFoundError(`run ${runId} does not exist`);
+  try {
+    return await deps.client.workflow
+      .getHandle(run.workflowId)
+      .executeUpdate(approved ? approveUpdate : rejectUpdate, { args: [request] });
+  } catch (error) {
+    if (error instanceof WorkflowUpdateFailedError) {
+      throw new RunStateError(error.cause?.message ?? `run ${runId} is not waiting for an approval`);
+    }
+    if (error instanceof Error && error.name === 'WorkflowNotFoundError') {
+      throw new RunStateError(`run ${runId} is not waiting for an approval`);
+    }
+    throw error;
+  }
+}
+
+export const approvePipelineRun = (deps: PipelineRunnerDeps, runId: string, request: ApprovalRequest) =>
+  decide(deps, runId, true, request);
+export const rejectPipelineRun = (deps: PipelineRunnerDeps, runId: string, request: ApprovalRequest) =>
+  decide(deps, runId, false, request);
+
+/** Requests cancellation; the run stops its current stage (training frees its slot) and records `cancelled`. */
+export async function cancelPipelineRun(deps: PipelineRunnerDeps, runId: string): Promise<void> {
+  const run = await deps.pipelines.getRun(runId);
+  if (!run) throw new RunNotFoundError(`run ${runId} does not exist`);
+  if (!['pending', 'running', 'waiting_approval'].includes(run.status)) {
+    throw new RunStateError(`run ${runId} is ${run.status}; only a pending or running run can be cancelled`);
+  }
+  await deps.client.workflow.getHandle(run.workflowId).cancel();
+}
+
+/** The live progress of a running run (current stage, pending approval), or undefined when it is not running. */
+export async function runProgress(deps: PipelineRunnerDeps, workflowId: string): Promise<PipelineProgress | undefined> {
+  try {
+    return await deps.client.workflow.getHandle(workflowId).query(pipelineProgressQuery);
+  } catch {
+    return undefined;
+  }
+}

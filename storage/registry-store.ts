@@ -1,0 +1,556 @@
+import { and, asc, desc, eq, isNull, ne, sql } from 'drizzle-orm';
+import {
+  deploymentRevisions,
+  deployments,
+  modelAliases,
+  modelVersions,
+  modelVersionTransitions,
+  registeredModels,
+  type Deployment,
+  type DeploymentRevision,
+  type JsonProperties,
+  type ModelAlias,
+  type ModelBlessing,
+  type ModelSignature,
+  type ModelVersion,
+  type ModelVersionStatus,
+  type ModelVersionTransition,
+  type RegisteredModel,
+} from '../schema/index.js';
+import type { Database } from './database.js';
+
+/** The LISTEN/NOTIFY channel on which every committed deploy is announced (payload: {@link DeploymentNotification}). */
+export const DEPLOYMENTS_CHANNEL = 'mlops_deployments';
+
+/** The alias that names the version a deployment serves; only {@link RegistryStore.deploy} moves it. */
+export const CHAMPION_ALIAS = 'champion';
+
+/** The JSON payload of a notification on {@link DEPLOYMENTS_CHANNEL}. */
+export interface DeploymentNotification {
+  deployment: string;
+  modelName: string;
+  versionId: string;
+  revisionId: string;
+}
+
+export interface RegisterVersionInput {
+  modelName: string;
+  onnxUri: string;
+  /** The ONNX bytes' sha256: registering the same bytes again under the same model returns the existing version. */
+  sha256: string;
+  signature: ModelSignature;
+  metrics: Record<string, number>;
+  params: JsonProperties;
+  /** Decides the status: blessed or rejected, with `blessing.reason` as the transition's reason. */
+  blessing: ModelBlessing;
+  codeVersion?: string;
+  /** The pipeline run (pipeline_runs.id) that trained it. */
+  sourceRunId?: string;
+  /** The Model artifact in the metadata store. */
+  artifactId?: string;
+  actor: string;
+  /** Why it was registered (the registration transition's reason). */
+  reason: string;
+}
+
+export interface DeployInput {
+  deploymentName: string;
+  modelName: string;
+  versionId: string;
+  actor: string;
+  reason: string;
+}
+
+export interface DeployResult {
+  deployment: Deployment;
+  /** The active champion revision after the call. */
+  revision: DeploymentRevision;
+  /** The version of the champion revision before `revision` in this deployment's history; null for the first. */
+  previousVersionId: string | null;
+  /** False when the version already was the active champion, in which case nothing was written. */
+  changed: boolean;
+}
+
+/** A deployment with the name of the model it serves. */
+export type DeploymentSummary = Deployment & { modelName: string };
+
+/** A revision with the number of the version it serves. */
+export type RevisionSummary = DeploymentRevision & { version: number };
+
+/** Thrown when a model, version or deployment named in a write does not exist. */
+export class RegistryNotFoundError extends Error {
+  override readonly name = 'RegistryNotFoundError';
+  readonly httpStatus = 404;
+}
+
+/** Thrown when a write contradicts the registry's rules (deploying an unblessed version, ...); retrying cannot fix it. */
+export class RegistryConflictError extends Error {
+  override readonly name = 'RegistryConflictError';
+  readonly httpStatus = 409;
+}
+
+type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+// Transitions written in one transaction would share now(); the wall clock keeps their order readable.
+const transitionTime = sql`clock_timestamp()`;
+
+const roleOrder = sql`case ${deploymentRevisions.role} when 'champion' then 0 when 'challenger' then 1 else 2 end`;
+
+/**
+ * The model registry and deployments on Postgres: numbered, content-keyed model versions with an audited status,
+ * movable aliases, and the revision history of what each deployment served. Every write is idempotent, so an
+ * activity retried after its write committed gets the same answer without writing again.
+ */
+export class RegistryStore {
+  constructor(private readonly db: Database) {}
+
+  /** Creates the registered model, or returns it; a given description replaces the stored one. Idempotent. */
+  async ensureModel(name: string, description?: string): Promise<RegisteredModel> {
+    const [row] = await this.db
+      .insert(registeredModels)
+      .values({ name, description: description ?? null })
+      .onConflictDoUpdate({
+        target: registeredModels.name,
+        set: { description: sql`excluded.description` },
+        // Only a real change is written, so updatedAt means "last changed", not "last asked for".
+        setWhere: sql`excluded.description is not null and excluded.description is distinct from ${registeredModels.description}`,
+      })
+      .returning();
+    if (row) return row;
+    const existing = await this.getModel(name);
+    if (!existing) throw new Error(`registered model ${name} vanished after it was upserted`);
+    return existing;
+  }
+
+  /**
+   * Registers the ONNX model with this sha256 as the model's next version (creating the model when needed), with
+   * the status its blessing decides and two transitions (null → registered, registered → blessed or rejected), all
+   * in one transaction. Idempotent by (model, sha256): the same bytes again return the existing version with
+   * `created: false` and write nothing. Concurrent registrations get consecutive numbers.
+   *
+   * @throws RegistryNotFoundError when `sourceRunId` or `artifactId` does not exist.
+   */
+  async registerVersion(input: RegisterVersionInput): Promise<{ version: ModelVersion; created: boolean }> {
+    return withNotFound(`pipeline run ${input.sourceRunId ?? '-'} or artifact ${input.artifactId ?? '-'}`, () =>
+      this.db.transaction(async (tx) => {
+        const model = await lockModel(tx, input.modelName);
+        const [existing] = await tx
+          .select()
+          .from(modelVersions)
+          .where(and(eq(modelVersions.modelId, model.id), eq(modelVersions.sha256, input.sha256)));
+        if (existing) return { version: existing, created: false };
+
+        // The model row lock serialises registrations of one model, so max + 1 cannot be taken twice.
+        const [next] = await tx
+          .select({ version: sql<number>`coalesce(max(${modelVersions.version}), 0) + 1` })
+          .from(modelVersions)
+          .where(eq(modelVersions.modelId, model.id));
+        const status: ModelVersionStatus = input.blessing.blessed ? 'blessed' : 'rejected';
+        const [version] = await tx
+          .insert(modelVersions)
+          .values({
+            modelId: model.id,
+            version: next?.version ?? 1,
+            artifactId: input.artifactId ?? null,
+            onnxUri: input.onnxUri,
+            sha256: input.sha256,
+            signature: input.signature,
+            metrics: input.metrics,
+            params: input.params,
+            blessing: input.blessing,
+            status,
+            codeVersion: input.codeVersion ?? null,
+            sourceRunId: input.sourceRunId ?? null,
+          })
+          .returning();
+        if (!version) throw new Error(`model ${input.modelName}: the new version was not returned`);
+        await tx.insert(modelVersionTransitions).values([
+          {
+            versionId: version.id,
+            fromStatus: null,
+            toStatus: 'registered',
+            actor: input.actor,
+            reason: input.reason,
+            createdAt: transitionTime,
+          },
+          {
+            versionId: version.id,
+            fromStatus: 'registered',
+            toStatus: status,
+            actor: input.actor,
+            reason: input.blessing.reason,
+            createdAt: transitionTime,
+          },
+        ]);
+        await tx
+          .update(registeredModels)
+          .set({ updatedAt: sql`now()` })
+          .where(eq(registeredModels.id, model.id));
+        return { version, created: true };
+      }),
+    );
+  }
+
+  /** The registered model named `name`, or undefined. */
+  async getModel(name: string): Promise<RegisteredModel | undefined> {
+    const [row] = await this.db.select().from(registeredModels).where(eq(registeredModels.name, name));
+    return row;
+  }
+
+  /** Every registered model, by name. */
+  async listModels(): Promise<RegisteredModel[]> {
+    return this.db.select().from(registeredModels).orderBy(asc(registeredModels.name));
+  }
+
+  /** The model's versions, newest first; empty when the model does not exist. */
+  async listVersions(modelName: string): Promise<ModelVersion[]> {
+    const rows = await this.db
+      .select({ version: modelVersions })
+      .from(modelVersions)
+      .innerJoin(registeredModels, eq(registeredModels.id, modelVersions.modelId))
+      .where(eq(registeredModels.name, modelName))
+      .orderBy(desc(modelVersions.version));
+    return rows.map((r) => r.version);
+  }
+
+  /**
+   * One version of the model: a number is the version number, a string is an alias (`champion`, ...). A numeric
+   * string is an alias too; the caller parses path parameters. Undefined when there is no such version.
+   */
+  async getVersion(modelName: string, ref: number | string): Promise<ModelVersion | undefined> {
+    if (typeof ref === 'number') {
+      const [row] = await this.db
+        .select({ version: modelVersions })
+        .from(modelVersions)
+        .innerJoin(registeredModels, eq(registeredModels.id, modelVersions.modelId))
+        .where(and(eq(registeredModels.name, modelName), eq(modelVersions.version, ref)));
+      return row?.version;
+    }
+    const [row] = await this.db
+      .select({ version: modelVersions })
+      .from(modelAliases)
+      .innerJoin(registeredModels, eq(registeredModels.id, modelAliases.modelId))
+      .innerJoin(modelVersions, eq(modelVersions.id, modelAliases.versionId))
+      .where(and(eq(registeredModels.name, modelName), eq(modelAliases.alias, ref)));
+    return row?.version;
+  }
+
+  /** The version with this id (of any model), or undefined, also for a string that is not a UUID. */
+  async getVersionById(id: string): Promise<ModelVersion | undefined> {
+    if (!UUID.test(id)) return undefined;
+    const [row] = await this.db.select().from(modelVersions).where(eq(modelVersions.id, id));
+    return row;
+  }
+
+  /** The version the `champion` alias names (the one the last deploy made current), or undefined. */
+  async champion(modelName: string): Promise<ModelVersion | undefined> {
+    return this.getVersion(modelName, CHAMPION_ALIAS);
+  }
+
+  /**
+   * Points `alias` of the model at the version. Idempotent.
+   *
+   * `actor` and `reason` are accepted for the API's audit trail, but model_aliases has no columns for them yet, so
+   * they are not stored; deployments record theirs in deployment_revisions.
+   *
+   * @throws RegistryNotFoundError when the model does not exist or the version is not one of its versions.
+   * @throws RegistryConflictError for the `champion` alias, which only {@link deploy} moves (it must name what serves).
+   */
+  async setAlias(
+    modelName: string,
+    alias: string,
+    versionId: string,
+    _actor: string,
+    _reason: string,
+  ): Promise<ModelAlias> {
+    if (alias === CHAMPION_ALIAS) {
+      throw new RegistryConflictError(`the ${CHAMPION_ALIAS} alias follows deployments: deploy the version instead`);
+    }
+    const version = await this.versionOfModel(this.db, modelName, versionId);
+    const [row] = await this.db
+      .insert(modelAliases)
+      .values({ modelId: version.modelId, alias, versionId })
+      .onConflictDoUpdate({ target: [modelAliases.modelId, modelAliases.alias], set: { versionId } })
+      .returning();
+    return row!;
+  }
+
+  /**
+   * Moves the version to status `to`, recording the transition (from its current status) with who and why; a no-op
+   * returning the version unchanged when it already is in that status.
+   *
+   * @throws RegistryNotFoundError when there is no version `versionId`.
+   * @throws RegistryConflictError when leaving `blessed` while a deployment serves the version: an unblessed version
+   *   is never deployed, so deploy another version first.
+   */
+  async transitionStatus(
+    versionId: string,
+    to: ModelVersionStatus,
+    actor: string,
+    reason: string,
+  ): Promise<ModelVersion> {
+    if (!UUID.test(versionId)) throw new RegistryNotFoundError(`model version ${versionId} does not exist`);
+    return this.db.transaction(async (tx) => {
+      // The row lock orders this against deploy, which reads the status under a share lock.
+      const [version] = await tx.select().from(modelVersions).where(eq(modelVersions.id, versionId)).for('update');
+      if (!version) throw new RegistryNotFoundError(`model version ${versionId} does not exist`);
+      if (version.status === to) return version;
+      if (version.status === 'blessed') {
+        const [active] = await tx
+          .select({ deployment: deployments.name })
+          .from(deploymentRevisions)
+          .innerJoin(deployments, eq(deployments.id, deploymentRevisions.deploymentId))
+          .where(and(eq(deploymentRevisions.versionId, versionId), isNull(deploymentRevisions.endedAt)))
+          .limit(1);
+        if (active) {
+          throw new RegistryConflictError(
+            `model version ${version.version} is served by deployment ${active.deployment}; deploy another version before marking it ${to}`,
+          );
+        }
+      }
+      await tx.insert(modelVersionTransitions).values({
+        versionId,
+        fromStatus: version.status,
+        toStatus: to,
+        actor,
+        reason,
+        createdAt: transitionTime,
+      });
+      const [updated] = await tx
+        .update(modelVersions)
+        .set({ status: to })
+        .where(eq(modelVersions.id, versionId))
+        .returning();
+      return updated!;
+    });
+  }
+
+  /** The version's status changes, oldest first (the registration first). */
+  async transitions(versionId: string): Promise<ModelVersionTransition[]> {
+    if (!UUID.test(versionId)) return [];
+    return this.db
+      .select()
+      .from(modelVersionTransitions)
+      .where(eq(modelVersionTransitions.versionId, versionId))
+      .orderBy(asc(modelVersionTransitions.createdAt), sql`${modelVersionTransitions.fromStatus} is not null`);
+  }
+
+  /**
+   * Makes the version the deployment's champion with all of the traffic (strategy `replace`), in one transaction:
+   * creates the deployment if needed, ends every active revision, starts a champion revision at 100 %, moves the
+   * model's `champion` alias, and notifies {@link DEPLOYMENTS_CHANNEL} (delivered on commit only).
+   *
+   * Idempotent: when the version already is the active champion, nothing is written and `changed` is false.
+   * Concurrent deploys to one deployment are serialised by a lock on the deployment row, so exactly one champion
+   * is active afterwards.
+   *
+   * @throws RegistryNotFoundError when the model does not exist or the version is not one of its versions.
+   * @throws RegistryConflictError when the version is not blessed (an unblessed version is never deployed), or the
+   *   deployment already serves another model.
+   */
+  async deploy(input: DeployInput): Promise<DeployResult> {
+    return this.db.transaction(async (tx) => {
+      const model = await this.modelOrThrow(tx, input.modelName);
+      await tx
+        .insert(deployments)
+        .values({ name: input.deploymentName, modelId: model.id, strategy: 'replace' })
+        .onConflictDoNothing({ target: deployments.name });
+      const [deployment] = await tx
+        .select()
+        .from(deployments)
+        .where(eq(deployments.name, input.deploymentName))
+        .for('update');
+      if (!deployment) throw new Error(`deployment ${input.deploymentName} vanished after it was upserted`);
+      if (deployment.modelId !== model.id) {
+        throw new RegistryConflictError(
+          `deployment ${input.deploymentName} serves another model than ${input.modelName}`,
+        );
+      }
+      // A share lock: transitionStatus cannot unbless the version until this deploy has committed.
+      const version = await this.versionOfModel(tx, input.modelName, input.versionId, 'share');
+      if (version.status !== 'blessed') {
+        throw new RegistryConflictError(
+          `model ${input.modelName} version ${version.version} is ${version.status}, not blessed: an unblessed version is never deployed`,
+        );
+      }
+
+      const active = await tx
+        .select()
+        .from(deploymentRevisions)
+        .where(and(eq(deploymentRevisions.deploymentId, deployment.id), isNull(deploymentRevisions.endedAt)));
+      const current = active.find((r) => r.role === 'champion');
+      if (current && current.versionId === input.versionId) {
+        return {
+          deployment,
+          revision: current,
+          previousVersionId: await previousChampion(tx, deployment.id, current),
+          changed: false,
+        };
+      }
+
+      // Read after the lock, so a deploy that waited for another starts after the one it replaces.
+      const now = await tx.execute<{ now: string }>(sql`select clock_timestamp()::text as now`);
+      const at = sql`${now.rows[0]?.now}::timestamptz`;
+      if (active.length > 0) {
+        await tx
+          .update(deploymentRevisions)
+          .set({ endedAt: at })
+          .where(and(eq(deploymentRevisions.deploymentId, deployment.id), isNull(deploymentRevisions.endedAt)));
+      }
+      const [revision] = await tx
+        .insert(deploymentRevisions)
+        .values({
+          deploymentId: deployment.id,
+          versionId: input.versionId,
+          role: 'champion',
+          trafficPercent: 100,
+          reason: input.reason,
+          actor: input.actor,
+          startedAt: at,
+        })
+        .returning();
+      if (!revision) throw new Error(`deployment ${input.deploymentName}: the new revision was not returned`);
+      const [updated] = await tx
+        .update(deployments)
+        .set({ strategy: 'replace' })
+        .where(eq(deployments.id, deployment.id))
+        .returning();
+      await tx
+        .insert(modelAliases)
+        .values({ modelId: model.id, alias: CHAMPION_ALIAS, versionId: input.versionId })
+        .onConflictDoUpdate({
+          target: [modelAliases.modelId, modelAliases.alias],
+          set: { versionId: input.versionId },
+        });
+      const notification: DeploymentNotification = {
+        deployment: input.deploymentName,
+        modelName: input.modelName,
+        versionId: input.versionId,
+        revisionId: revision.id,
+      };
+      await tx.execute(sql`select pg_notify(${DEPLOYMENTS_CHANNEL}, ${JSON.stringify(notification)})`);
+      return {
+        deployment: updated ?? deployment,
+        revision,
+        previousVersionId: current?.versionId ?? (await previousChampion(tx, deployment.id, revision)),
+        changed: true,
+      };
+    });
+  }
+
+  /** The deployment's active revisions (champion first), with version numbers; empty when it does not exist. */
+  async activeRevisions(deploymentName: string): Promise<RevisionSummary[]> {
+    const rows = await this.db
+      .select({ revision: deploymentRevisions, version: modelVersions.version })
+      .from(deploymentRevisions)
+      .innerJoin(deployments, eq(deployments.id, deploymentRevisions.deploymentId))
+      .innerJoin(modelVersions, eq(modelVersions.id, deploymentRevisions.versionId))
+      .where(and(eq(deployments.name, deploymentName), isNull(deploymentRevisions.endedAt)))
+      .orderBy(roleOrder, asc(deploymentRevisions.startedAt));
+    return rows.map((r) => ({ ...r.revision, version: r.version }));
+  }
+
+  /** Every revision of the deployment, newest first, with version numbers: what served when, by whom and why. */
+  async deploymentHistory(deploymentName: string): Promise<RevisionSummary[]> {
+    const rows = await this.db
+      .select({ revision: deploymentRevisions, version: modelVersions.version })
+      .from(deploymentRevisions)
+      .innerJoin(deployments, eq(deployments.id, deploymentRevisions.deploymentId))
+      .innerJoin(modelVersions, eq(modelVersions.id, deploymentRevisions.versionId))
+      .where(eq(deployments.name, deploymentName))
+      .orderBy(desc(deploymentRevisions.startedAt), sql`${deploymentRevisions.endedAt} desc nulls first`, roleOrder);
+    return rows.map((r) => ({ ...r.revision, version: r.version }));
+  }
+
+  /** The deployment named `name`, with its model's name, or undefined. */
+  async getDeployment(name: string): Promise<DeploymentSummary | undefined> {
+    const [row] = await this.db
+      .select({ deployment: deployments, modelName: registeredModels.name })
+      .from(deployments)
+      .innerJoin(registeredModels, eq(registeredModels.id, deployments.modelId))
+      .where(eq(deployments.name, name));
+    return row ? { ...row.deployment, modelName: row.modelName } : undefined;
+  }
+
+  /** Every deployment, by name, with its model's name. */
+  async listDeployments(): Promise<DeploymentSummary[]> {
+    const rows = await this.db
+      .select({ deployment: deployments, modelName: registeredModels.name })
+      .from(deployments)
+      .innerJoin(registeredModels, eq(registeredModels.id, deployments.modelId))
+      .orderBy(asc(deployments.name));
+    return rows.map((r) => ({ ...r.deployment, modelName: r.modelName }));
+  }
+
+  private async modelOrThrow(tx: Database | Transaction, name: string): Promise<RegisteredModel> {
+    const [model] = await tx.select().from(registeredModels).where(eq(registeredModels.name, name));
+    if (!model) throw new RegistryNotFoundError(`registered model ${name} does not exist`);
+    return model;
+  }
+
+  private async versionOfModel(
+    tx: Database | Transaction,
+    modelName: string,
+    versionId: string,
+    lock?: 'share',
+  ): Promise<ModelVersion> {
+    const model = await this.modelOrThrow(tx, modelName);
+    const missing = () => new RegistryNotFoundError(`model ${modelName} has no version ${versionId}`);
+    if (!UUID.test(versionId)) throw missing();
+    const query = tx.select().from(modelVersions).where(eq(modelVersions.id, versionId));
+    const [version] = await (lock ? query.for(lock) : query);
+    if (!version || version.modelId !== model.id) throw missing();
+    return version;
+  }
+}
+
+/** Creates the model if needed and locks its row for the rest of the transaction. */
+async function lockModel(tx: Transaction, name: string): Promise<RegisteredModel> {
+  await tx.insert(registeredModels).values({ name }).onConflictDoNothing({ target: registeredModels.name });
+  const [model] = await tx.select().from(registeredModels).where(eq(registeredModels.name, name)).for('update');
+  if (!model) throw new Error(`registered model ${name} vanished after it was upserted`);
+  return model;
+}
+
+/** The version of the latest champion revision that started before `revision`, or null. */
+async function previousChampion(
+  tx: Transaction,
+  deploymentId: string,
+  revision: DeploymentRevision,
+): Promise<string | null> {
+  const [row] = await tx
+    .select({ versionId: deploymentRevisions.versionId })
+    .from(deploymentRevisions)
+    .where(
+      and(
+        eq(deploymentRevisions.deploymentId, deploymentId),
+        eq(deploymentRevisions.role, 'champion'),
+        ne(deploymentRevisions.id, revision.id),
+        // Compared in SQL: a Date parameter would drop the microseconds that order revisions within one millisecond.
+        sql`${deploymentRevisions.startedAt} <= (select r.started_at from ${deploymentRevisions} r where r.id = ${revision.id})`,
+      ),
+    )
+    .orderBy(desc(deploymentRevisions.startedAt))
+    .limit(1);
+  return row?.versionId ?? null;
+}
+
+/** Runs a write and turns a foreign-key violation (Drizzle wraps the pg error as `cause`) into a not-found error. */
+async function withNotFound<T>(what: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (sqlState(error) === '23503') throw new RegistryNotFoundError(`${what} does not exist`, { cause: error });
+    throw error;
+  }
+}
+
+function sqlState(error: unknown): string | undefined {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}
