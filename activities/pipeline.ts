@@ -144,6 +144,8 @@ export interface DeployModelResult {
 export interface SetRunStatusInput {
   readonly status: PipelineRunStatus;
   readonly failure?: RunFailure;
+  /** With `succeeded`: what became of the candidate (deployed, not_blessed, ...). */
+  readonly outcome?: string;
 }
 
 function currentWorkflowId(): string {
@@ -204,11 +206,10 @@ export function createPipelineActivities(deps: ActivityDeps) {
 
     /** Records the run's status (running, waiting for approval, and the final one with its failure). */
     async setPipelineRunStatus(input: SetRunStatusInput): Promise<void> {
-      await deps.pipelines.setRunStatus(
-        currentWorkflowId(),
-        input.status,
-        input.failure ? { failure: input.failure } : {},
-      );
+      await deps.pipelines.setRunStatus(currentWorkflowId(), input.status, {
+        ...(input.failure ? { failure: input.failure } : {}),
+        ...(input.outcome ? { outcome: input.outcome } : {}),
+      });
     },
 
     /**

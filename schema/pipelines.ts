@@ -72,6 +72,8 @@ export const pipelineRuns = pgTable(
     idempotencyKey: text('idempotency_key').unique(),
     status: text('status', { enum: PIPELINE_RUN_STATUSES }).notNull().default('pending'),
     failure: jsonb('failure').$type<RunFailure>(),
+    /** What became of the candidate when the run succeeded: deployed, not_blessed, rejected, ... */
+    outcome: text('outcome'),
     startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
     finishedAt: timestamp('finished_at', { withTimezone: true }),
   },

@@ -7,9 +7,18 @@ import { requestId } from './middleware/request-id.js';
 import { requestLogger } from './middleware/request-logger.js';
 import type { ReadinessCheck } from './readiness.js';
 import { createRouter } from './router.js';
+import type { PipelineRunnerDeps } from '../pipelines/runs.js';
+import type { DefinitionValidationDeps } from '../pipelines/validate-definition.js';
+import type { PipelineStore } from '../storage/pipeline-store.js';
+import type { RegistryStore } from '../storage/registry-store.js';
 import { datasets, type DatasetsDeps } from './routes/datasets.js';
 import { docs } from './routes/docs.js';
 import { health } from './routes/health.js';
+import { deployments, models } from './routes/models.js';
+import { pipelines } from './routes/pipelines.js';
+import { pipelineRuns, runs } from './routes/runs.js';
+import { metrics } from './routes/metrics.js';
+import { predict, type PredictDeps } from './routes/predict.js';
 
 /**
  * Everything the HTTP API needs, built once by the entry point and handed to `createApp`. Each resource's sub-app
@@ -27,7 +36,21 @@ export interface ApiDeps {
   /** Bound on each readiness check in milliseconds. Default 2000. */
   readonly readinessTimeoutMs?: number;
   /** The platform's stores; the resources that read or change state are mounted when they are given. */
-  readonly stores?: DatasetsDeps['stores'];
+  readonly stores?: DatasetsDeps['stores'] & { readonly pipelines?: PipelineStore; readonly registry?: RegistryStore };
+  /**
+   * How pipeline definitions' sources are probed to check their columns (S3 objects, the platform database, a
+   * scratch folder). Default: local sources only.
+   */
+  readonly sources?: DefinitionValidationDeps;
+  /** Starts and steers pipeline runs (a Temporal client and the task queues); `/v1/runs` is mounted with it. */
+  readonly runner?: PipelineRunnerDeps;
+  /** The Temporal UI's base URL, for links from a run to its workflow. */
+  readonly temporalUiUrl?: string | undefined;
+  /**
+   * Online serving (a started model pool and its metrics): `POST /v1/models/{name}/predict` and `GET /metrics` are
+   * mounted with it.
+   */
+  readonly serving?: PredictDeps;
 }
 
 export const OPENAPI_PATH = '/openapi.json';
@@ -52,6 +75,22 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
 
   app.route('/', health(deps));
   if (deps.stores) app.route('/v1/datasets', datasets({ stores: deps.stores }));
+  const pipelineStore = deps.stores?.pipelines ?? deps.runner?.pipelines;
+  if (pipelineStore) app.route('/v1/pipelines', pipelines({ pipelines: pipelineStore, sources: deps.sources ?? {} }));
+  if (deps.runner) {
+    const runsDeps = { runner: deps.runner, temporalUiUrl: deps.temporalUiUrl };
+    app.route('/v1/pipelines', pipelineRuns(runsDeps));
+    app.route('/v1/runs', runs(runsDeps));
+  }
+  if (deps.stores?.registry) {
+    app.route('/v1/models', models({ registry: deps.stores.registry }));
+    app.route('/v1/deployments', deployments({ registry: deps.stores.registry }));
+  }
+
+  if (deps.serving) {
+    app.route('/v1/models', predict(deps.serving));
+    app.route('/', metrics(deps.serving));
+  }
 
   app.doc31(OPENAPI_PATH, (c) => ({
     openapi: '3.1.0',

@@ -1,7 +1,9 @@
-import { Connection } from '@temporalio/client';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
 import type { AppConfig, ServiceEndpoints } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { PLATFORM_VERSION } from '../core/version.js';
+import { createServing } from '../serving/index.js';
 import { openStorage } from '../storage/open-storage.js';
 import { createApp } from './app.js';
 import { postgresReadiness, s3Readiness, temporalReadiness } from './readiness.js';
@@ -9,7 +11,8 @@ import { startApiServer, type ApiServer } from './serve.js';
 
 /**
  * Builds the API's dependencies over the resolved endpoints and serves it. The Temporal connection is made lazily,
- * so the API comes up (and `/readyz` reports 503) while Temporal is still unreachable.
+ * so the API comes up (and `/readyz` reports 503) while Temporal is still unreachable; the client that starts and
+ * steers pipeline runs shares it, and it is closed with the server.
  */
 export async function startApi(options: {
   config: AppConfig;
@@ -18,12 +21,35 @@ export async function startApi(options: {
 }): Promise<ApiServer> {
   const { config, endpoints, logger } = options;
   const connection = Connection.lazy({ address: endpoints.temporal.address });
+  const client = new Client({ connection, namespace: endpoints.temporal.namespace });
   const storage = openStorage(endpoints, { logger, applicationName: 'mlops-api', poolSize: 10 });
+  const serving = createServing({
+    registry: storage.registry,
+    artifacts: storage.artifacts,
+    databaseUrl: endpoints.databaseUrl,
+    logger,
+  });
+  // In the background: the API comes up while Postgres or S3 is still down; a request for a model not loaded yet
+  // loads it on demand.
+  void serving.pool.start();
   const app = createApp({
     logger,
     version: PLATFORM_VERSION,
     bodyLimitBytes: config.api.bodyLimitBytes,
     stores: storage,
+    sources: {
+      objects: storage.objects,
+      pgPool: storage.database.pool,
+      scratchDir: path.join(config.dataDir, 'scratch', 'api'),
+    },
+    runner: {
+      client,
+      pipelines: storage.pipelines,
+      taskQueue: config.temporal.taskQueue,
+      trainingTaskQueue: config.temporal.trainingTaskQueue,
+    },
+    temporalUiUrl: endpoints.temporal.uiUrl,
+    serving,
     readiness: [
       temporalReadiness(connection),
       postgresReadiness(storage.database.pool),
@@ -36,10 +62,12 @@ export async function startApi(options: {
       url: server.url,
       close: async () => {
         await server.close();
+        await serving.pool.close();
         await Promise.allSettled([storage.close(), connection.close()]);
       },
     };
   } catch (error) {
+    await serving.pool.close();
     await Promise.allSettled([storage.close(), connection.close()]);
     throw error;
   }

@@ -311,7 +311,7 @@ export class PipelineStore {
   async setRunStatus(
     workflowId: string,
     status: PipelineRunStatus,
-    options: { failure?: RunFailure } = {},
+    options: { failure?: RunFailure; outcome?: string } = {},
   ): Promise<PipelineRun | undefined> {
     const finishedAt = TERMINAL_RUN_STATUSES.has(status)
       ? sql`case when ${pipelineRuns.status} = ${status} and ${pipelineRuns.finishedAt} is not null
@@ -319,7 +319,7 @@ export class PipelineStore {
       : null;
     const [row] = await this.db
       .update(pipelineRuns)
-      .set({ status, finishedAt, failure: options.failure ?? null })
+      .set({ status, finishedAt, failure: options.failure ?? null, outcome: options.outcome ?? null })
       .where(eq(pipelineRuns.workflowId, workflowId))
       .returning();
     return row;

@@ -385,7 +385,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
       { key: SearchAttributeKeys.stage, value: 'done' },
       { key: SearchAttributeKeys.status, value: outcome! },
     ]);
-    await bookkeeping.setPipelineRunStatus({ status: 'succeeded' });
+    await bookkeeping.setPipelineRunStatus({ status: 'succeeded', outcome: outcome! });
     return {
       runId: input.runId,
       outcome: outcome!,

@@ -15,12 +15,26 @@ export interface BodyLimitOptions {
  */
 export function bodyLimit(options: BodyLimitOptions = {}): MiddlewareHandler<AppEnv> {
   const maxBytes = options.maxBytes ?? 1_048_576;
-  return honoBodyLimit({
+  const tooLarge = () =>
+    new PayloadTooLargeError(`Request body exceeds the limit of ${maxBytes} bytes`, {
+      details: { limitBytes: maxBytes },
+    });
+  const streamingLimit = honoBodyLimit({
     maxSize: maxBytes,
     onError: () => {
-      throw new PayloadTooLargeError(`Request body exceeds the limit of ${maxBytes} bytes`, {
-        details: { limitBytes: maxBytes },
-      });
+      throw tooLarge();
     },
   });
+  return async (c, next) => {
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
+    // Node's HTTP parser never delivers more than a declared Content-Length, so the header alone decides; only a
+    // chunked body needs counting. Not touching the body here matters: reading `c.req.raw.body` makes the Node
+    // adapter build a full Request, which cost the prediction route about 60 % of its throughput.
+    const declared = c.req.header('content-length');
+    if (declared !== undefined && /^\d+$/.test(declared)) {
+      if (Number(declared) > maxBytes) throw tooLarge();
+      return next();
+    }
+    return streamingLimit(c, next);
+  };
 }

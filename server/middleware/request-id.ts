@@ -28,7 +28,10 @@ export function requestId(options: RequestIdOptions = {}): MiddlewareHandler<App
     const incoming = c.req.header(headerName);
     const id = incoming !== undefined && isValid(incoming) ? incoming : generate();
     c.set('requestId', id);
+    // Set before the response exists, so Hono writes it with the response instead of rebuilding one afterwards.
+    c.header(headerName, id);
     await next();
-    c.res.headers.set(headerName, id);
+    // A handler that returned its own Response object bypassed the prepared headers.
+    if (c.res.headers.get(headerName) !== id) c.res.headers.set(headerName, id);
   };
 }

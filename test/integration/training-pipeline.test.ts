@@ -145,6 +145,7 @@ describe('trainingPipeline on flights', () => {
 
     const run = await platform.storage.pipelines.getRun(first.runId);
     expect(run?.status).toBe('succeeded');
+    expect(run?.outcome).toBe('deployed');
     expect(run?.trigger).toBe('manual');
     expect(run?.stages.map((s) => s.stage)).toEqual(
       expect.arrayContaining(['extract', 'train', 'evaluate', 'register', 'deploy']),

@@ -1,0 +1,51 @@
+import { z } from '@hono/zod-openapi';
+import { errorBodySchema } from '../errors.js';
+
+/** An error response of a route, in the one error shape. */
+export const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: errorBodySchema } },
+});
+
+/** A JSON success response of a route. */
+export const jsonResponse = <T extends z.ZodType>(description: string, schema: T) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+
+/** Who is asking, for the audit trail (who created a version, started a run, approved a deployment). */
+export const actorHeaderSchema = z
+  .string()
+  .trim()
+  .min(1)
+  .max(200)
+  .optional()
+  .openapi({
+    param: { name: 'x-actor', in: 'header' },
+    description: 'Who makes the request (a user name or service), recorded with what it changes. Default `api`.',
+    example: 'alice@example.com',
+  });
+
+export const DEFAULT_ACTOR = 'api';
+
+/** Matches a UUID of any version, as Postgres's uuid type accepts. */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A timestamp column as JSON. */
+export function iso(date: Date): string;
+export function iso(date: Date | null): string | null;
+export function iso(date: Date | null): string | null {
+  return date === null ? null : date.toISOString();
+}
+
+/** Milliseconds from `start` to `end`, or null while there is no end. */
+export function durationMs(start: Date, end: Date | null): number | null {
+  return end === null ? null : Math.max(0, end.getTime() - start.getTime());
+}
+
+/** The value as a plain JSON object, or undefined. */
+export function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}

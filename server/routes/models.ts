@@ -1,0 +1,325 @@
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { ModelVersion, ModelVersionTransition, RegisteredModel } from '../../schema/index.js';
+import { MODEL_VERSION_STATUSES } from '../../schema/index.js';
+import type { DeploymentSummary, RegistryStore, RevisionSummary } from '../../storage/registry-store.js';
+import type { AppEnv } from '../context.js';
+import { NotFoundError } from '../errors.js';
+import { createRouter } from '../router.js';
+import { errorResponse, iso, jsonResponse } from './common.js';
+
+export interface RegistryDeps {
+  readonly registry: RegistryStore;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+const modelNameSchema = z
+  .string()
+  .regex(NAME, 'letters, digits and ._- only, at most 128')
+  .openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' });
+
+const deploymentNameSchema = z
+  .string()
+  .regex(NAME, 'letters, digits and ._- only, at most 128')
+  .openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' });
+
+const versionRefSchema = z
+  .string()
+  .regex(/^(?:[1-9][0-9]{0,8}|[A-Za-z][A-Za-z0-9._-]{0,63})$/, 'a version number or an alias such as champion')
+  .openapi({
+    param: { name: 'versionOrAlias', in: 'path' },
+    description: 'A version number (`3`) or an alias (`champion`).',
+    example: 'champion',
+  });
+
+const modelSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    description: z.string().nullable(),
+    tags: z.record(z.string(), z.string()),
+    createdAt: z.string().openapi({ format: 'date-time' }),
+    updatedAt: z.string().openapi({ format: 'date-time' }),
+  })
+  .openapi('RegisteredModel');
+
+const modelVersionSchema = z
+  .object({
+    id: z.string(),
+    model: z.string(),
+    version: z.number().int(),
+    status: z.enum(MODEL_VERSION_STATUSES),
+    onnxUri: z.string(),
+    sha256: z.string(),
+    signature: z.record(z.string(), z.unknown()),
+    metrics: z.record(z.string(), z.number()),
+    params: z.record(z.string(), z.unknown()),
+    blessing: z.record(z.string(), z.unknown()).nullable(),
+    codeVersion: z.string().nullable(),
+    sourceRunId: z.string().nullable().openapi({ description: 'The pipeline run that trained it.' }),
+    artifactId: z.string().nullable(),
+    createdAt: z.string().openapi({ format: 'date-time' }),
+  })
+  .openapi('ModelVersion');
+
+const transitionSchema = z
+  .object({
+    fromStatus: z.enum(MODEL_VERSION_STATUSES).nullable(),
+    toStatus: z.enum(MODEL_VERSION_STATUSES),
+    actor: z.string(),
+    reason: z.string(),
+    createdAt: z.string().openapi({ format: 'date-time' }),
+  })
+  .openapi('ModelVersionTransition');
+
+const modelDetailsSchema = modelSchema
+  .extend({
+    latestVersion: modelVersionSchema.nullable(),
+    champion: modelVersionSchema.nullable().openapi({ description: 'The version the `champion` alias names.' }),
+    versionCount: z.number().int(),
+  })
+  .openapi('RegisteredModelDetails');
+
+const revisionSchema = z
+  .object({
+    id: z.string(),
+    versionId: z.string(),
+    version: z.number().int(),
+    role: z.string(),
+    trafficPercent: z.number().int(),
+    reason: z.string(),
+    actor: z.string(),
+    startedAt: z.string().openapi({ format: 'date-time' }),
+    endedAt: z.string().nullable().openapi({ format: 'date-time' }),
+  })
+  .openapi('DeploymentRevision');
+
+const deploymentSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    model: z.string(),
+    strategy: z.string(),
+    config: z.record(z.string(), z.unknown()),
+    createdAt: z.string().openapi({ format: 'date-time' }),
+    updatedAt: z.string().openapi({ format: 'date-time' }),
+    active: z.array(revisionSchema).openapi({ description: 'What serves now, champion first.' }),
+  })
+  .openapi('Deployment');
+
+const notFound = errorResponse('Not found.');
+const badRequest = errorResponse('Invalid name.');
+
+const listModelsRoute = createRoute({
+  method: 'get',
+  path: '/',
+  tags: ['registry'],
+  summary: 'Every registered model',
+  responses: { 200: jsonResponse('The models, by name.', z.object({ models: z.array(modelSchema) })) },
+});
+
+const getModelRoute = createRoute({
+  method: 'get',
+  path: '/{name}',
+  tags: ['registry'],
+  summary: 'A registered model with its latest version and champion',
+  request: { params: z.object({ name: modelNameSchema }) },
+  responses: { 200: jsonResponse('The model.', modelDetailsSchema), 400: badRequest, 404: notFound },
+});
+
+const listVersionsRoute = createRoute({
+  method: 'get',
+  path: '/{name}/versions',
+  tags: ['registry'],
+  summary: 'A model’s versions, newest first',
+  request: { params: z.object({ name: modelNameSchema }) },
+  responses: {
+    200: jsonResponse('The versions.', z.object({ versions: z.array(modelVersionSchema) })),
+    400: badRequest,
+    404: notFound,
+  },
+});
+
+const getVersionRoute = createRoute({
+  method: 'get',
+  path: '/{name}/versions/{versionOrAlias}',
+  tags: ['registry'],
+  summary: 'One model version, by number or alias, with its status transitions',
+  request: { params: z.object({ name: modelNameSchema, versionOrAlias: versionRefSchema }) },
+  responses: {
+    200: jsonResponse(
+      'The version and its audit trail (oldest first).',
+      modelVersionSchema.extend({ transitions: z.array(transitionSchema) }).openapi('ModelVersionDetails'),
+    ),
+    400: badRequest,
+    404: notFound,
+  },
+});
+
+const listDeploymentsRoute = createRoute({
+  method: 'get',
+  path: '/',
+  tags: ['deployments'],
+  summary: 'Every deployment, with what it serves now',
+  responses: {
+    200: jsonResponse('The deployments, by name.', z.object({ deployments: z.array(deploymentSchema) })),
+  },
+});
+
+const getDeploymentRoute = createRoute({
+  method: 'get',
+  path: '/{name}',
+  tags: ['deployments'],
+  summary: 'A deployment: what serves now and every revision before',
+  request: { params: z.object({ name: deploymentNameSchema }) },
+  responses: {
+    200: jsonResponse(
+      'The deployment and its history (newest first).',
+      deploymentSchema.extend({ history: z.array(revisionSchema) }).openapi('DeploymentDetails'),
+    ),
+    400: badRequest,
+    404: notFound,
+  },
+});
+
+function modelJson(model: RegisteredModel): z.infer<typeof modelSchema> {
+  return {
+    id: model.id,
+    name: model.name,
+    description: model.description,
+    tags: model.tags,
+    createdAt: iso(model.createdAt),
+    updatedAt: iso(model.updatedAt),
+  };
+}
+
+function versionJson(model: string, v: ModelVersion): z.infer<typeof modelVersionSchema> {
+  return {
+    id: v.id,
+    model,
+    version: v.version,
+    status: v.status,
+    onnxUri: v.onnxUri,
+    sha256: v.sha256,
+    signature: { ...v.signature },
+    metrics: v.metrics,
+    params: v.params,
+    blessing: v.blessing ? { ...v.blessing } : null,
+    codeVersion: v.codeVersion,
+    sourceRunId: v.sourceRunId,
+    artifactId: v.artifactId,
+    createdAt: iso(v.createdAt),
+  };
+}
+
+function transitionJson(t: ModelVersionTransition): z.infer<typeof transitionSchema> {
+  return {
+    fromStatus: t.fromStatus,
+    toStatus: t.toStatus,
+    actor: t.actor,
+    reason: t.reason,
+    createdAt: iso(t.createdAt),
+  };
+}
+
+function revisionJson(r: RevisionSummary): z.infer<typeof revisionSchema> {
+  return {
+    id: r.id,
+    versionId: r.versionId,
+    version: r.version,
+    role: r.role,
+    trafficPercent: r.trafficPercent,
+    reason: r.reason,
+    actor: r.actor,
+    startedAt: iso(r.startedAt),
+    endedAt: iso(r.endedAt),
+  };
+}
+
+function deploymentJson(d: DeploymentSummary, active: readonly RevisionSummary[]): z.infer<typeof deploymentSchema> {
+  return {
+    id: d.id,
+    name: d.name,
+    model: d.modelName,
+    strategy: d.strategy,
+    config: d.config,
+    createdAt: iso(d.createdAt),
+    updatedAt: iso(d.updatedAt),
+    active: active.map(revisionJson),
+  };
+}
+
+/** `/v1/models`: the registry's models and versions (read side). */
+export function models(deps: RegistryDeps): OpenAPIHono<AppEnv> {
+  const router = createRouter();
+  const { registry } = deps;
+  const modelOrThrow = async (name: string) => {
+    const model = await registry.getModel(name);
+    if (!model) throw new NotFoundError(`model ${name} does not exist`);
+    return model;
+  };
+
+  router.openapi(listModelsRoute, async (c) => {
+    return c.json({ models: (await registry.listModels()).map(modelJson) }, 200);
+  });
+
+  router.openapi(getModelRoute, async (c) => {
+    const { name } = c.req.valid('param');
+    const model = await modelOrThrow(name);
+    const [versions, champion] = await Promise.all([registry.listVersions(name), registry.champion(name)]);
+    const latest = versions[0];
+    return c.json(
+      {
+        ...modelJson(model),
+        latestVersion: latest ? versionJson(name, latest) : null,
+        champion: champion ? versionJson(name, champion) : null,
+        versionCount: versions.length,
+      },
+      200,
+    );
+  });
+
+  router.openapi(listVersionsRoute, async (c) => {
+    const { name } = c.req.valid('param');
+    await modelOrThrow(name);
+    const versions = await registry.listVersions(name);
+    return c.json({ versions: versions.map((v) => versionJson(name, v)) }, 200);
+  });
+
+  router.openapi(getVersionRoute, async (c) => {
+    const { name, versionOrAlias } = c.req.valid('param');
+    await modelOrThrow(name);
+    const ref = /^\d+$/.test(versionOrAlias) ? Number(versionOrAlias) : versionOrAlias;
+    const version = await registry.getVersion(name, ref);
+    if (!version) {
+      const what = typeof ref === 'number' ? `version ${ref}` : `version with the alias ${ref}`;
+      throw new NotFoundError(`model ${name} has no ${what}`);
+    }
+    const transitions = await registry.transitions(version.id);
+    return c.json({ ...versionJson(name, version), transitions: transitions.map(transitionJson) }, 200);
+  });
+
+  return router;
+}
+
+/** `/v1/deployments`: what each deployment serves, and its revision history. */
+export function deployments(deps: RegistryDeps): OpenAPIHono<AppEnv> {
+  const router = createRouter();
+  const { registry } = deps;
+
+  router.openapi(listDeploymentsRoute, async (c) => {
+    const list = await registry.listDeployments();
+    const active = await Promise.all(list.map((d) => registry.activeRevisions(d.name)));
+    return c.json({ deployments: list.map((d, i) => deploymentJson(d, active[i] ?? [])) }, 200);
+  });
+
+  router.openapi(getDeploymentRoute, async (c) => {
+    const { name } = c.req.valid('param');
+    const deployment = await registry.getDeployment(name);
+    if (!deployment) throw new NotFoundError(`deployment ${name} does not exist`);
+    const [active, history] = await Promise.all([registry.activeRevisions(name), registry.deploymentHistory(name)]);
+    return c.json({ ...deploymentJson(deployment, active), history: history.map(revisionJson) }, 200);
+  });
+
+  return router;
+}

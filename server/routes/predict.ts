@@ -1,0 +1,167 @@
+import { z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { BatcherOverloadedError } from '../../serving/batcher.js';
+import type { LoadedModel } from '../../serving/loaded-model.js';
+import { UNRESOLVED, type ModelMetrics, type ServingMetrics } from '../../serving/metrics.js';
+import { ModelUnavailableError, ServingNotFoundError, type ModelPool } from '../../serving/model-pool.js';
+import { parsePredictBody, PredictRequestError, validateInstances } from '../../serving/signature.js';
+import type { AppEnv } from '../context.js';
+import {
+  DomainError,
+  NotFoundError,
+  PayloadTooLargeError,
+  ServiceUnavailableError,
+  ValidationError,
+} from '../errors.js';
+import { createRouter } from '../router.js';
+import { errorResponse, jsonResponse } from './common.js';
+
+export interface PredictDeps {
+  readonly pool: Pick<ModelPool, 'acquire'>;
+  readonly metrics: ServingMetrics;
+  /** Most instances in one request; more is a 413 naming `instances`. Default 1000. */
+  readonly maxInstances?: number;
+}
+
+export const DEFAULT_MAX_INSTANCES = 1000;
+
+// The schemas below document the route only: requests are validated by hand against each model's signature (see
+// serving/signature.ts), which is much faster than a schema library per instance.
+const featureValue = z.union([z.number(), z.string(), z.null()]);
+const instanceSchema = z.record(z.string(), featureValue).openapi('PredictInstance', {
+  description: 'Raw feature values by input name; null is a missing value. Keys that are not inputs are ignored.',
+  example: { hour: 14, distance: 1200, origin: 'SFO' },
+});
+
+const predictBodySchema = z
+  .object({
+    instances: z.array(instanceSchema).optional().openapi({ description: 'The rows to score (or give `instance`).' }),
+    instance: instanceSchema.optional().openapi({ description: 'One row to score (or give `instances`).' }),
+    version: z.number().int().positive().optional().openapi({ description: 'Score with this version of the model.' }),
+    alias: z
+      .string()
+      .optional()
+      .openapi({ description: 'Score with the version this alias names.', example: 'staging' }),
+  })
+  .openapi('PredictRequest');
+
+const predictionSchema = z
+  .object({
+    label: z.union([z.string(), z.number(), z.boolean()]).optional().openapi({
+      description: "Classification: the most probable class (its index when the graph's classes are unknown).",
+    }),
+    probabilities: z
+      .array(z.number())
+      .optional()
+      .openapi({ description: 'Classification: one probability per class, in the order of `classes`.' }),
+    prediction: z.number().nullable().optional().openapi({ description: 'Regression: the predicted value.' }),
+  })
+  .openapi('Prediction');
+
+const predictResponseSchema = z
+  .object({
+    model: z.object({ name: z.string(), version: z.number().int(), versionId: z.string() }),
+    requestId: z.string(),
+    classes: z
+      .array(z.union([z.string(), z.number(), z.boolean()]))
+      .optional()
+      .openapi({ description: 'Classification: the classes, in the order of each prediction\u2019s probabilities.' }),
+    predictions: z.array(predictionSchema),
+  })
+  .openapi('PredictResponse');
+
+/** `/v1/models/{name}/predict`: online predictions from the loaded models. */
+export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
+  const router = createRouter();
+  const maxInstances = deps.maxInstances ?? DEFAULT_MAX_INSTANCES;
+  const unresolved = deps.metrics.forModel(UNRESOLVED, UNRESOLVED);
+
+  router.openAPIRegistry.registerPath({
+    method: 'post',
+    path: '/{name}/predict',
+    tags: ['serving'],
+    summary: 'Score instances with a deployed model',
+    description:
+      '`name` is a deployment (its champion answers; challengers a share of the traffic) or a registered model (its ' +
+      '`champion` alias answers). `version` or `alias` in the body addresses one version of the model explicitly. ' +
+      `Every input of the model's signature must be present in every instance (null = missing); numeric inputs take ` +
+      `numbers, string inputs strings. At most ${maxInstances} instances per request.`,
+    request: {
+      params: z.object({
+        name: z.string().openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' }),
+      }),
+      body: { content: { 'application/json': { schema: predictBodySchema } }, required: true },
+    },
+    responses: {
+      200: jsonResponse('One prediction per instance, in order.', predictResponseSchema),
+      400: errorResponse(
+        'The body is not JSON, or an instance does not fit the signature (the message names the field).',
+      ),
+      404: errorResponse('No deployment or model with that name, or no such version or alias.'),
+      413: errorResponse('The body or the number of instances is over the limit.'),
+      503: errorResponse('The model could not be loaded, or it is overloaded; retry.'),
+    },
+  });
+
+  router.post('/:name/predict', async (c) => {
+    const started = performance.now();
+    let metrics: ModelMetrics = unresolved;
+    let status = 500;
+    try {
+      const request = parsePredictBody(await readJson(c), maxInstances);
+      const acquired = deps.pool.acquire(c.req.param('name'), request);
+      const model: LoadedModel = acquired instanceof Promise ? await acquired : acquired;
+      metrics = model.metrics;
+      try {
+        validateInstances(model.signature, request);
+        const slice = await model.score(request.instances);
+        const predictions = model.predictions(slice);
+        const body =
+          model.classes === undefined
+            ? { model: model.summary, requestId: c.get('requestId'), predictions }
+            : { model: model.summary, requestId: c.get('requestId'), classes: model.classes, predictions };
+        status = 200;
+        return c.json(body, 200);
+      } finally {
+        model.release();
+      }
+    } catch (error) {
+      const mapped = toDomainError(error);
+      status = mapped instanceof DomainError ? mapped.httpStatus : 500;
+      throw mapped;
+    } finally {
+      metrics.observe(status, (performance.now() - started) / 1000);
+    }
+  });
+  return router;
+}
+
+/** The request body as JSON; a body that does not parse is a 400 `malformed_json` whatever its content type. */
+async function readJson(c: Context<AppEnv>): Promise<unknown> {
+  try {
+    return await c.req.json<unknown>();
+  } catch (error) {
+    if (error instanceof SyntaxError) {
+      throw new ValidationError(`Request body is not valid JSON: ${error.message}`, { code: 'malformed_json' });
+    }
+    throw error;
+  }
+}
+
+function toDomainError(error: unknown): unknown {
+  if (error instanceof DomainError) return error;
+  if (error instanceof PredictRequestError) {
+    const options = { code: error.code, details: error.problems };
+    return error.status === 413
+      ? new PayloadTooLargeError(error.message, options)
+      : new ValidationError(error.message, options);
+  }
+  if (error instanceof ServingNotFoundError) return new NotFoundError(error.message, { code: error.code });
+  if (error instanceof ModelUnavailableError) {
+    return new ServiceUnavailableError(error.message, { code: 'model_unavailable', cause: error });
+  }
+  if (error instanceof BatcherOverloadedError) {
+    return new ServiceUnavailableError(`the model is overloaded: ${error.message}`, { code: 'overloaded' });
+  }
+  return error;
+}

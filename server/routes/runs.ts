@@ -1,0 +1,555 @@
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import {
+  approvePipelineRun,
+  cancelPipelineRun,
+  rejectPipelineRun,
+  resumePipelineRun,
+  runProgress,
+  RunNotFoundError,
+  RunStateError,
+  startPipelineRun,
+  type PipelineRunnerDeps,
+} from '../../pipelines/runs.js';
+import { PIPELINE_RUN_STATUSES, type PipelineRunStage, type PipelineRunStatus } from '../../schema/index.js';
+import { PipelineNotFoundError, type RunDetails, type RunSummary } from '../../storage/pipeline-store.js';
+import { PIPELINE_STAGES, type PipelineProgress } from '../../workflows/index.js';
+import type { AppEnv } from '../context.js';
+import { ConflictError, NotFoundError } from '../errors.js';
+import { createRouter } from '../router.js';
+import {
+  actorHeaderSchema,
+  asRecord,
+  DEFAULT_ACTOR,
+  durationMs,
+  errorResponse,
+  iso,
+  jsonResponse,
+  UUID_PATTERN,
+} from './common.js';
+import { pipelineNameSchema } from './pipelines.js';
+
+export interface RunsDeps {
+  readonly runner: PipelineRunnerDeps;
+  /** The Temporal UI's base URL (`http://127.0.0.1:8233`), for links to a run's workflow; absent: no link. */
+  readonly temporalUiUrl?: string | undefined;
+  /** Bound on the live progress query of a running run, in ms; the run is answered without it past this. Default 2000. */
+  readonly progressTimeoutMs?: number;
+}
+
+const LIVE_STATUSES: ReadonlySet<PipelineRunStatus> = new Set(['pending', 'running', 'waiting_approval']);
+
+const runIdSchema = z
+  .string()
+  .regex(UUID_PATTERN, 'must be a UUID')
+  .openapi({ param: { name: 'runId', in: 'path' }, example: '0f8fad5b-d9cb-469f-a165-70867728950e' });
+
+const failureSchema = z
+  .object({ type: z.string(), message: z.string(), stage: z.string().optional() })
+  .nullable()
+  .openapi('RunFailure');
+
+const linksSchema = z
+  .object({
+    self: z.string(),
+    temporalUi: z.string().optional().openapi({ description: 'The run’s workflow in the Temporal UI.' }),
+  })
+  .openapi('RunLinks');
+
+const runSchema = z
+  .object({
+    id: z.string(),
+    pipeline: z.string(),
+    pipelineVersion: z.number().int(),
+    pipelineVersionId: z.string(),
+    workflowId: z.string(),
+    temporalRunId: z.string().nullable(),
+    status: z.enum(PIPELINE_RUN_STATUSES),
+    trigger: z.string(),
+    triggeredBy: z.string().nullable(),
+    idempotencyKey: z.string().nullable(),
+    startedAt: z.string().openapi({ format: 'date-time' }),
+    finishedAt: z.string().nullable().openapi({ format: 'date-time' }),
+    durationMs: z.number().nullable(),
+    failure: failureSchema,
+    outcome: z.string().nullable().openapi({
+      description:
+        'Of a succeeded run: deployed, already_champion, not_blessed, rejected or approval_timed_out (null before the end).',
+    }),
+  })
+  .openapi('PipelineRun');
+
+const stageSchema = z
+  .object({
+    name: z.string(),
+    status: z.string(),
+    attempt: z.number().int(),
+    startedAt: z.string().openapi({ format: 'date-time' }),
+    finishedAt: z.string().nullable().openapi({ format: 'date-time' }),
+    durationMs: z.number().nullable(),
+    outputs: z.record(z.string(), z.unknown()),
+    failure: failureSchema,
+  })
+  .openapi('PipelineRunStage');
+
+const artifactSchema = z
+  .object({
+    stage: z.string(),
+    name: z.string(),
+    uri: z.string(),
+    sha256: z.string().optional(),
+    bytes: z.number().optional(),
+    kind: z.string().optional(),
+  })
+  .openapi('RunArtifact');
+
+const progressSchema = z
+  .object({
+    stage: z.string().openapi({ description: 'The stage running now, or `done`.' }),
+    stages: z.array(
+      z.object({
+        name: z.string(),
+        state: z.string(),
+        startedAt: z.string().optional(),
+        finishedAt: z.string().optional(),
+        durationMs: z.number().optional(),
+      }),
+    ),
+    approval: z
+      .object({ versionId: z.string(), version: z.number().int(), deadline: z.string() })
+      .optional()
+      .openapi({ description: 'The registered version waiting for approve or reject, and until when.' }),
+    outcome: z.string().optional(),
+  })
+  .openapi('PipelineRunProgress');
+
+const runDetailsSchema = runSchema
+  .extend({
+    stages: z.array(stageSchema).openapi({ description: 'The stages the run reached, in pipeline order.' }),
+    metrics: z.record(z.string(), z.number()).nullable().openapi({ description: 'The candidate’s eval metrics.' }),
+    championMetrics: z.record(z.string(), z.number()).nullable(),
+    blessing: z.record(z.string(), z.unknown()).nullable(),
+    model: z
+      .object({
+        name: z.string(),
+        version: z.number().int(),
+        versionId: z.string(),
+        status: z.string().optional(),
+        created: z.boolean().optional(),
+      })
+      .nullable()
+      .openapi({ description: 'The model version the run registered.' }),
+    deployment: z
+      .object({
+        name: z.string(),
+        versionId: z.string(),
+        revisionId: z.string(),
+        previousVersionId: z.string().nullable(),
+        changed: z.boolean(),
+      })
+      .nullable(),
+    artifacts: z.array(artifactSchema),
+    progress: progressSchema
+      .optional()
+      .openapi({ description: 'Live progress, while the run is pending, running or waiting for approval.' }),
+    links: linksSchema,
+  })
+  .openapi('PipelineRunDetails');
+
+const startedSchema = z
+  .object({
+    run: runSchema,
+    created: z.boolean().openapi({ description: 'False when the Idempotency-Key had already started this run.' }),
+    links: linksSchema,
+  })
+  .openapi('StartedPipelineRun');
+
+const decisionSchema = z
+  .object({ approved: z.boolean(), actor: z.string(), reason: z.string(), decidedAt: z.string() })
+  .openapi('ApprovalDecision');
+
+const decisionBodySchema = z
+  .strictObject({ reason: z.string().trim().min(1).max(2000).optional().openapi({ example: 'metrics look right' }) })
+  .openapi('ApprovalRequest');
+
+const startRouteDef = createRoute({
+  method: 'post',
+  path: '/{name}/runs',
+  tags: ['runs'],
+  summary: 'Start a run of a pipeline',
+  description:
+    'Starts the training pipeline on a stored version (default: the newest). With an `Idempotency-Key`, a ' +
+    'repeated or concurrent request gets the run the first one started (200) instead of a second run.',
+  request: {
+    params: z.object({ name: pipelineNameSchema }),
+    headers: z.object({
+      'idempotency-key': z
+        .string()
+        .min(1)
+        .max(200)
+        .optional()
+        .openapi({ param: { name: 'idempotency-key', in: 'header' }, example: 'nightly-2024-05-01' }),
+      'x-actor': actorHeaderSchema,
+    }),
+    body: {
+      content: {
+        'application/json': {
+          schema: z
+            .strictObject({
+              version: z.number().int().min(1).optional().openapi({ description: 'Default: the newest.' }),
+            })
+            .openapi('StartRunRequest'),
+        },
+      },
+      required: false,
+    },
+  },
+  responses: {
+    201: jsonResponse('The run was started.', startedSchema),
+    200: jsonResponse('The Idempotency-Key had already started this run.', startedSchema),
+    400: errorResponse('Invalid request.'),
+    404: errorResponse('No such pipeline or version.'),
+    409: errorResponse('The Idempotency-Key started a run of another pipeline.'),
+  },
+});
+
+const listRouteDef = createRoute({
+  method: 'get',
+  path: '/',
+  tags: ['runs'],
+  summary: 'Pipeline runs, newest first',
+  request: {
+    query: z.object({
+      pipeline: pipelineNameSchema.optional().openapi({ param: { name: 'pipeline', in: 'query' } }),
+      status: z
+        .enum(PIPELINE_RUN_STATUSES)
+        .optional()
+        .openapi({ param: { name: 'status', in: 'query' } }),
+      limit: z.coerce
+        .number()
+        .int()
+        .min(1)
+        .max(500)
+        .default(50)
+        .openapi({ param: { name: 'limit', in: 'query' } }),
+    }),
+  },
+  responses: {
+    200: jsonResponse('The runs.', z.object({ runs: z.array(runSchema) })),
+    400: errorResponse('Invalid filter.'),
+  },
+});
+
+const getRouteDef = createRoute({
+  method: 'get',
+  path: '/{runId}',
+  tags: ['runs'],
+  summary: 'A run with its stages, metrics, registered version and live progress',
+  request: { params: z.object({ runId: runIdSchema }) },
+  responses: {
+    200: jsonResponse('The run.', runDetailsSchema),
+    400: errorResponse('The run id is not a UUID.'),
+    404: errorResponse('No such run.'),
+  },
+});
+
+const decideRoute = (decision: 'approve' | 'reject') =>
+  createRoute({
+    method: 'post',
+    path: `/{runId}/${decision}`,
+    tags: ['runs'],
+    summary:
+      decision === 'approve'
+        ? 'Approve the deployment a run is waiting for'
+        : 'Reject the deployment a run is waiting for (the version stays registered, not deployed)',
+    request: {
+      params: z.object({ runId: runIdSchema }),
+      headers: z.object({ 'x-actor': actorHeaderSchema }),
+      body: { content: { 'application/json': { schema: decisionBodySchema } }, required: false },
+    },
+    responses: {
+      200: jsonResponse('The recorded decision.', decisionSchema),
+      400: errorResponse('Invalid request.'),
+      404: errorResponse('No such run.'),
+      409: errorResponse('The run is not waiting for an approval.'),
+    },
+  });
+
+const actionRoute = (action: 'cancel' | 'resume') =>
+  createRoute({
+    method: 'post',
+    path: `/{runId}/${action}`,
+    tags: ['runs'],
+    summary:
+      action === 'cancel'
+        ? 'Cancel a pending, running or waiting run'
+        : 'Resume a failed or cancelled run from the stage that stopped it',
+    request: { params: z.object({ runId: runIdSchema }) },
+    responses: {
+      202: jsonResponse(
+        action === 'cancel' ? 'Cancellation was requested.' : 'The run was started again.',
+        z.object({ run: runSchema, links: linksSchema }),
+      ),
+      400: errorResponse('The run id is not a UUID.'),
+      404: errorResponse('No such run.'),
+      409: errorResponse(action === 'cancel' ? 'The run has already finished.' : 'The run is not failed or cancelled.'),
+    },
+  });
+
+/** Domain errors of the runner as API errors; anything else is rethrown as it is. */
+function mapRunError(error: unknown): never {
+  if (error instanceof RunNotFoundError || error instanceof PipelineNotFoundError) {
+    throw new NotFoundError(error.message, { cause: error });
+  }
+  if (error instanceof RunStateError) throw new ConflictError(error.message, { cause: error });
+  // The run's row exists but its workflow does not (it never started, or its history was deleted).
+  if (error instanceof Error && error.name === 'WorkflowNotFoundError') {
+    throw new ConflictError(`the run's workflow is not running: ${error.message}`, { cause: error });
+  }
+  throw error;
+}
+
+export function runJson(run: RunSummary): z.infer<typeof runSchema> {
+  return {
+    id: run.id,
+    pipeline: run.pipelineName,
+    pipelineVersion: run.pipelineVersion,
+    pipelineVersionId: run.pipelineVersionId,
+    workflowId: run.workflowId,
+    temporalRunId: run.temporalRunId,
+    status: run.status,
+    trigger: run.trigger,
+    triggeredBy: run.triggeredBy,
+    idempotencyKey: run.idempotencyKey,
+    startedAt: iso(run.startedAt),
+    finishedAt: iso(run.finishedAt),
+    durationMs: durationMs(run.startedAt, run.finishedAt),
+    failure: run.failure ?? null,
+    outcome: run.outcome ?? null,
+  };
+}
+
+function stageJson(stage: PipelineRunStage): z.infer<typeof stageSchema> {
+  return {
+    name: stage.stage,
+    status: stage.status,
+    attempt: stage.attempt,
+    startedAt: iso(stage.startedAt),
+    finishedAt: iso(stage.finishedAt),
+    durationMs: durationMs(stage.startedAt, stage.finishedAt),
+    outputs: stage.outputs,
+    failure: stage.failure ?? null,
+  };
+}
+
+const stageOrder = (name: string) => {
+  const i = (PIPELINE_STAGES as readonly string[]).indexOf(name);
+  return i < 0 ? PIPELINE_STAGES.length : i;
+};
+
+function numbers(value: unknown): Record<string, number> | null {
+  const record = asRecord(value);
+  if (!record) return null;
+  return Object.fromEntries(Object.entries(record).filter((e): e is [string, number] => typeof e[1] === 'number'));
+}
+
+const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+
+/** What the run produced, read from its stages' recorded outputs. */
+function derived(stages: readonly PipelineRunStage[]) {
+  const outputs = (name: string) => asRecord(stages.find((s) => s.stage === name && s.status !== 'failed')?.outputs);
+  const evaluate = outputs('evaluate');
+  const register = outputs('register');
+  const deploy = outputs('deploy');
+
+  const modelName = str(register?.modelName);
+  const modelVersionId = str(register?.versionId);
+  const modelVersion = register?.version;
+  const model =
+    modelName && modelVersionId && typeof modelVersion === 'number'
+      ? {
+          name: modelName,
+          version: modelVersion,
+          versionId: modelVersionId,
+          ...(typeof register?.status === 'string' ? { status: register.status } : {}),
+          ...(typeof register?.created === 'boolean' ? { created: register.created } : {}),
+        }
+      : null;
+
+  const deploymentName = str(deploy?.deploymentName);
+  const deploymentVersion = str(deploy?.versionId);
+  const revisionId = str(deploy?.revisionId);
+  const deployment =
+    deploymentName && deploymentVersion && revisionId
+      ? {
+          name: deploymentName,
+          versionId: deploymentVersion,
+          revisionId,
+          previousVersionId: str(deploy?.previousVersionId) ?? null,
+          changed: deploy?.changed === true,
+        }
+      : null;
+
+  const artifacts: z.infer<typeof artifactSchema>[] = [];
+  for (const stage of stages) {
+    for (const [name, value] of Object.entries(asRecord(stage.outputs) ?? {})) {
+      const ref = asRecord(value);
+      const uri = str(ref?.uri);
+      if (!ref || !uri?.startsWith('s3://')) continue;
+      artifacts.push({
+        stage: stage.stage,
+        name,
+        uri,
+        ...(typeof ref.sha256 === 'string' ? { sha256: ref.sha256 } : {}),
+        ...(typeof ref.bytes === 'number' ? { bytes: ref.bytes } : {}),
+        ...(typeof ref.kind === 'string' ? { kind: ref.kind } : {}),
+      });
+    }
+  }
+
+  return {
+    metrics: numbers(evaluate?.metrics),
+    championMetrics: numbers(asRecord(evaluate?.champion)?.metrics),
+    blessing: asRecord(outputs('validate_model')?.blessing) ?? null,
+    model,
+    deployment,
+    artifacts,
+  };
+}
+
+function progressJson(progress: PipelineProgress): z.infer<typeof progressSchema> {
+  return {
+    stage: progress.stage,
+    stages: progress.stages.map((s) => ({
+      name: s.name,
+      state: s.state,
+      ...(s.startedAt ? { startedAt: s.startedAt } : {}),
+      ...(s.finishedAt ? { finishedAt: s.finishedAt } : {}),
+      ...(s.seconds !== undefined ? { durationMs: Math.round(s.seconds * 1000) } : {}),
+    })),
+    ...(progress.approval ? { approval: { ...progress.approval } } : {}),
+    ...(progress.outcome ? { outcome: progress.outcome } : {}),
+  };
+}
+
+/** Resolves to undefined when `promise` takes longer than `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** `/v1/runs`: pipeline runs, their progress, and approve, reject, cancel and resume. */
+export function runs(deps: RunsDeps): OpenAPIHono<AppEnv> {
+  const router = createRouter();
+  const { runner } = deps;
+  const links = (url: string, run: RunSummary) => runLinks(deps, new URL(`/v1/runs/${run.id}`, url).href, run);
+  const runOrThrow = async (runId: string): Promise<RunDetails> => {
+    const run = await runner.pipelines.getRun(runId);
+    if (!run) throw new NotFoundError(`run ${runId} does not exist`);
+    return run;
+  };
+
+  router.openapi(listRouteDef, async (c) => {
+    const { pipeline, status, limit } = c.req.valid('query');
+    const list = await runner.pipelines.listRuns({
+      limit,
+      ...(pipeline ? { pipelineName: pipeline } : {}),
+      ...(status ? { status } : {}),
+    });
+    return c.json({ runs: list.map(runJson) }, 200);
+  });
+
+  router.openapi(getRouteDef, async (c) => {
+    const { runId } = c.req.valid('param');
+    const run = await runOrThrow(runId);
+    const stages = [...run.stages].sort((a, b) => stageOrder(a.stage) - stageOrder(b.stage));
+    const progress = LIVE_STATUSES.has(run.status)
+      ? await within(runProgress(runner, run.workflowId), deps.progressTimeoutMs ?? 2000)
+      : undefined;
+    return c.json(
+      {
+        ...runJson(run),
+        stages: stages.map(stageJson),
+        ...derived(stages),
+        ...(progress ? { progress: progressJson(progress) } : {}),
+        links: links(c.req.url, run),
+      },
+      200,
+    );
+  });
+
+  for (const decision of ['approve', 'reject'] as const) {
+    router.openapi(decideRoute(decision), async (c) => {
+      const { runId } = c.req.valid('param');
+      const { reason } = c.req.valid('json');
+      const actor = c.req.valid('header')['x-actor'] ?? DEFAULT_ACTOR;
+      const run = await runOrThrow(runId);
+      // The run records waiting_approval once its workflow waits; asking a workflow in any other state could only
+      // be refused (or, before a worker picked it up, wait for one).
+      if (run.status !== 'waiting_approval') {
+        throw new ConflictError(`run ${runId} is ${run.status}; it is not waiting for an approval`);
+      }
+      const decide = decision === 'approve' ? approvePipelineRun : rejectPipelineRun;
+      const decided = await decide(runner, runId, { actor, ...(reason ? { reason } : {}) }).catch(mapRunError);
+      return c.json({ ...decided }, 200);
+    });
+  }
+
+  router.openapi(actionRoute('cancel'), async (c) => {
+    const { runId } = c.req.valid('param');
+    await cancelPipelineRun(runner, runId).catch(mapRunError);
+    const run = await runOrThrow(runId);
+    return c.json({ run: runJson(run), links: links(c.req.url, run) }, 202);
+  });
+
+  router.openapi(actionRoute('resume'), async (c) => {
+    const { runId } = c.req.valid('param');
+    await resumePipelineRun(runner, runId).catch(mapRunError);
+    const run = await runOrThrow(runId);
+    return c.json({ run: runJson(run), links: links(c.req.url, run) }, 202);
+  });
+
+  return router;
+}
+
+/** `POST /v1/pipelines/{name}/runs`, mounted under `/v1/pipelines` beside the definitions. */
+export function pipelineRuns(deps: RunsDeps): OpenAPIHono<AppEnv> {
+  const router = createRouter();
+  const { runner } = deps;
+  router.openapi(startRouteDef, async (c) => {
+    const { name } = c.req.valid('param');
+    const { version } = c.req.valid('json');
+    const headers = c.req.valid('header');
+    const actor = headers['x-actor'] ?? DEFAULT_ACTOR;
+    const idempotencyKey = headers['idempotency-key'];
+    const started = await startPipelineRun(runner, {
+      pipeline: name,
+      ...(version === undefined ? {} : { version }),
+      trigger: 'http',
+      triggeredBy: actor,
+      ...(idempotencyKey ? { idempotencyKey } : {}),
+    }).catch(mapRunError);
+    const run = await runner.pipelines.getRun(started.run.id);
+    if (!run) throw new NotFoundError(`run ${started.run.id} does not exist`);
+    const self = new URL(`/v1/runs/${run.id}`, c.req.url).href;
+    const body = { run: runJson(run), created: started.created, links: runLinks(deps, self, run) };
+    if (started.created) {
+      c.header('location', `/v1/runs/${run.id}`);
+      return c.json(body, 201);
+    }
+    return c.json(body, 200);
+  });
+  return router;
+}
+
+function runLinks(deps: RunsDeps, self: string, run: RunSummary): z.infer<typeof linksSchema> {
+  if (!deps.temporalUiUrl) return { self };
+  const base = `${deps.temporalUiUrl.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(deps.runner.client.options.namespace)}`;
+  const workflowId = encodeURIComponent(run.workflowId);
+  const temporalUi = run.temporalRunId
+    ? `${base}/workflows/${workflowId}/${encodeURIComponent(run.temporalRunId)}/history`
+    : `${base}/workflows?query=${encodeURIComponent(`WorkflowId="${run.workflowId}"`)}`;
+  return { self, temporalUi };
+}

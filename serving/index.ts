@@ -1,0 +1,105 @@
+/**
+ * Online serving: the model pool that keeps every active deployment's ONNX sessions loaded and in step with the
+ * registry (model-pool.ts), micro-batching per model (batcher.ts), request validation against the stored signature
+ * (signature.ts) and Prometheus metrics (metrics.ts). The HTTP routes are server/routes/predict.ts and metrics.ts.
+ */
+import type { Logger } from '../core/logger.js';
+import type { ArtifactStore } from '../storage/artifact-store.js';
+import { onnxModelLoader } from './load-model.js';
+import { ServingMetrics } from './metrics.js';
+import { ModelPool, type ModelPoolOptions, type PoolRegistry } from './model-pool.js';
+
+export { MicroBatcher, BatcherOverloadedError, type BatchSlice, type MicroBatcherOptions } from './batcher.js';
+export { LoadedModel, type Prediction, type ScoringSession } from './loaded-model.js';
+export { onnxModelLoader, readClasses, ModelLoadError, type ModelLoader } from './load-model.js';
+export { ServingMetrics, UNRESOLVED } from './metrics.js';
+export {
+  ModelPool,
+  ModelUnavailableError,
+  ServingNotFoundError,
+  type DeploymentStatus,
+  type ModelPoolOptions,
+  type PoolRegistry,
+  type VersionRef,
+} from './model-pool.js';
+export { pickTarget, RoutingTable, type DeploymentRoute, type RouteTarget } from './routing.js';
+export { compileSignature, parsePredictBody, validateInstances, PredictRequestError } from './signature.js';
+
+/** Tuning of online serving; every field has a default. */
+export interface ServingOptions extends Pick<
+  ModelPoolOptions,
+  | 'listen'
+  | 'pollIntervalMs'
+  | 'aliasTtlMs'
+  | 'explicitIdleMs'
+  | 'maxExplicitModels'
+  | 'loadRetryMs'
+  | 'listenerApplicationName'
+> {
+  /** Most rows per session.run. Default 256. */
+  readonly maxBatchRows?: number;
+  /** How long a batch formed under load waits to fill, in ms. Default 0 (see MicroBatcherOptions). */
+  readonly maxWaitMs?: number;
+  /** Most instances per request. Default 1000. */
+  readonly maxInstances?: number;
+  /** onnxruntime intra-op threads per session. Default 1. */
+  readonly sessionThreads?: number;
+  /** Collect Node's process metrics too. Default true. */
+  readonly defaultMetrics?: boolean;
+}
+
+/** What the API needs to serve predictions (ApiDeps.serving). */
+export interface Serving {
+  readonly pool: ModelPool;
+  readonly metrics: ServingMetrics;
+  readonly maxInstances?: number;
+}
+
+/**
+ * Builds the pool (not started: call `pool.start()`) and its metrics over the platform's registry and artifact
+ * store. `databaseUrl` is the LISTEN connection's.
+ */
+export function createServing(deps: {
+  registry: PoolRegistry;
+  artifacts: Pick<ArtifactStore, 'get'>;
+  databaseUrl?: string;
+  logger: Logger;
+  options?: ServingOptions;
+}): Serving {
+  const options = deps.options ?? {};
+  const metrics = new ServingMetrics({ defaultMetrics: options.defaultMetrics ?? true });
+  const logger = deps.logger.child({ component: 'serving' });
+  const pool = new ModelPool({
+    registry: deps.registry,
+    metrics,
+    logger,
+    ...(deps.databaseUrl ? { databaseUrl: deps.databaseUrl } : {}),
+    ...pick(options, [
+      'listen',
+      'pollIntervalMs',
+      'aliasTtlMs',
+      'explicitIdleMs',
+      'maxExplicitModels',
+      'loadRetryMs',
+      'listenerApplicationName',
+    ]),
+    loadModel: onnxModelLoader({
+      artifacts: deps.artifacts,
+      metrics,
+      ...(options.sessionThreads ? { sessionThreads: options.sessionThreads } : {}),
+      modelOptions: {
+        ...pick(options, ['maxBatchRows', 'maxWaitMs']),
+        onReleaseError: (model, error) =>
+          logger.warn({ err: error, model: model.identity.name, version: model.identity.version }, 'release failed'),
+      },
+    }),
+  });
+  return { pool, metrics, ...(options.maxInstances ? { maxInstances: options.maxInstances } : {}) };
+}
+
+/** The fields of `object` among `keys` that are defined (exactOptionalPropertyTypes-friendly spreading). */
+function pick<T extends object, K extends keyof T>(object: T, keys: readonly K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const key of keys) if (object[key] !== undefined) out[key] = object[key];
+  return out;
+}

@@ -1,0 +1,107 @@
+/**
+ * Loading one registered version for serving: download its ONNX bytes (verified against the sha256 the registry
+ * recorded), check that the graph's inputs are the registered signature's, create the session and warm it up.
+ */
+import * as ort from 'onnxruntime-node';
+import onnxProto from 'onnx-proto';
+import { ONNX_METADATA } from '../models/onnx/export.js';
+import { sessionSignature } from '../models/onnx/runtime.js';
+import type { ModelVersion } from '../schema/registry.js';
+import type { ArtifactStore } from '../storage/artifact-store.js';
+import { LoadedModel, type ClassLabel, type LoadedModelOptions } from './loaded-model.js';
+import type { ServingMetrics } from './metrics.js';
+import { compileSignature } from './signature.js';
+
+/** Thrown when a version's graph cannot be served as registered. */
+export class ModelLoadError extends Error {
+  override readonly name = 'ModelLoadError';
+}
+
+export interface LoadModelDeps {
+  readonly artifacts: Pick<ArtifactStore, 'get'>;
+  readonly metrics: ServingMetrics;
+  /** onnxruntime intra-op threads per session. Default 1: micro-batches are small and the event loop shares the CPU. */
+  readonly sessionThreads?: number;
+  readonly modelOptions?: LoadedModelOptions;
+}
+
+/** Loads and warms up `version` (of the model named `modelName`). */
+export type ModelLoader = (modelName: string, version: ModelVersion) => Promise<LoadedModel>;
+
+/**
+ * The real loader: S3 → sha256 check → onnxruntime session → input check → warm-up run.
+ *
+ * @throws ArtifactNotFoundError or ArtifactIntegrityError (from the artifact store) when the object is missing or
+ *   its bytes do not hash to the registered sha256; ModelLoadError or UnservableSignatureError when the graph does not
+ *   match its signature; onnxruntime's error when the bytes are not a loadable graph.
+ */
+export function onnxModelLoader(deps: LoadModelDeps): ModelLoader {
+  const threads = deps.sessionThreads ?? 1;
+  return async (modelName, version) => {
+    const signature = compileSignature(version.signature);
+    const bytes = await deps.artifacts.get({ uri: version.onnxUri, sha256: version.sha256 });
+    const classes = readClasses(bytes);
+    const session = await ort.InferenceSession.create(bytes, {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    });
+    try {
+      const actual = sessionSignature(session);
+      for (const input of version.signature.inputs) {
+        const found = actual.inputs.find((i) => i.name === input.name);
+        if (!found || found.type !== input.type) {
+          throw new ModelLoadError(
+            `the graph's input ${input.name} is ${found ? found.type : 'absent'}; the registered signature says ${input.type}`,
+          );
+        }
+      }
+      if (actual.inputs.length !== version.signature.inputs.length) {
+        throw new ModelLoadError(
+          `the graph has ${actual.inputs.length} inputs; the registered signature has ${version.signature.inputs.length}`,
+        );
+      }
+      for (const name of signature.fetches) {
+        if (!session.outputNames.includes(name)) throw new ModelLoadError(`the graph has no output ${name}`);
+      }
+      const model = new LoadedModel(
+        { name: modelName, version: version.version, versionId: version.id, sha256: version.sha256 },
+        signature,
+        session,
+        deps.metrics.forModel(modelName, String(version.version)),
+        classes,
+        deps.modelOptions,
+      );
+      await model.warmUp();
+      return model;
+    } catch (error) {
+      await session.release().catch(() => undefined);
+      throw error;
+    }
+  };
+}
+
+/** The classes recorded in the graph's metadata (`temporal-mlops.classes`), or undefined when absent or unreadable. */
+export function readClasses(bytes: Uint8Array): ClassLabel[] | undefined {
+  let json: string | undefined;
+  try {
+    const model = onnxProto.onnx.ModelProto.decode(bytes);
+    json = model.metadataProps.find((p) => p.key === ONNX_METADATA.classes)?.value ?? undefined;
+  } catch {
+    return undefined;
+  }
+  if (json === undefined) return undefined;
+  try {
+    const classes: unknown = JSON.parse(json);
+    if (
+      Array.isArray(classes) &&
+      classes.every((c) => typeof c === 'string' || typeof c === 'number' || typeof c === 'boolean')
+    ) {
+      return classes as ClassLabel[];
+    }
+  } catch {
+    // A graph with unreadable metadata still serves; its labels are indices.
+  }
+  return undefined;
+}
