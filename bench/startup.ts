@@ -146,6 +146,8 @@ class StackRun {
       MINIO_CONSOLE_PORT: String(minioConsole),
       API_PORT: String(api),
       LOG_LEVEL: 'info',
+      // Start-up and stop only: the demo pipeline would run (and be stopped) in the middle of the measurement.
+      MLOPS_DEMO: 'false',
     };
     // The local stack, never an external service someone has configured in this shell.
     for (const key of ['TEMPORAL_ADDRESS', 'DATABASE_URL', 'S3_ENDPOINT']) delete env[key];

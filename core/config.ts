@@ -17,6 +17,9 @@ const optionalString = z
   .trim()
   .transform((v) => (v === '' ? undefined : v))
   .optional();
+const flag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const hostPort = z
   .string()
   .trim()
@@ -33,6 +36,7 @@ const environmentSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MLOPS_DATA_DIR: z.string().min(1).default('.data'),
   MLOPS_TOOLS_DIR: optionalString,
+  MLOPS_DEMO: flag.default(true),
 
   TEMPORAL_ADDRESS: hostPort,
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -84,6 +88,8 @@ export interface AppConfig {
   readonly dataDir: string;
   /** Absolute path of the per-user folder where built service binaries are cached. */
   readonly toolsDir: string;
+  /** Whether `npm start` runs the flight-delay demo once the platform is ready. */
+  readonly demo: boolean;
   readonly temporal: {
     /** host:port of an external Temporal frontend; undefined: the stack manager runs a dev server. */
     readonly address: string | undefined;
@@ -147,6 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     logLevel: e.LOG_LEVEL,
     dataDir: path.resolve(cwd, e.MLOPS_DATA_DIR),
     toolsDir: e.MLOPS_TOOLS_DIR ? path.resolve(cwd, e.MLOPS_TOOLS_DIR) : defaultToolsDir(),
+    demo: e.MLOPS_DEMO,
     temporal: {
       address: e.TEMPORAL_ADDRESS,
       namespace: e.TEMPORAL_NAMESPACE,

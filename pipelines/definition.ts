@@ -3,7 +3,9 @@
  * versioned in Postgres (pipeline_versions, keyed by the definition's sha256). The `trainingPipeline` workflow runs
  * one version of it; nothing in a run is read from anywhere else, so a run is reproducible from its version.
  */
-import { z } from 'zod';
+// zod as @hono/zod-openapi extends it: zod 4 attaches `.openapi()` when a schema is created, so the API can document
+// this schema only if it was built with the extended zod, whichever module happens to load first.
+import { z } from '@hono/zod-openapi';
 import { prepareSpecSchema } from '../data/prepare.js';
 import { TRAINER_KINDS, type TrainerKind } from '../models/training-job.js';
 

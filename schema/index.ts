@@ -119,3 +119,5 @@ export type {
   DatasetSchemaVersion,
   NewDatasetSchemaVersion,
 } from './datasets.js';
+export { predictionLogs } from './predictions.js';
+export type { PredictionLog, NewPredictionLog } from './predictions.js';

@@ -3,6 +3,7 @@ import { createLogger, type Logger } from '../core/logger.js';
 import { exitWithError } from '../core/shutdown.js';
 import { startApi } from '../server/start-api.js';
 import type { ApiServer } from '../server/serve.js';
+import { startDemo, type RunningDemo } from '../demo/flights.js';
 import { startWorkers, type RunningWorkers } from '../workers/run-workers.js';
 import { ManagedProcess } from './managed-process.js';
 import { startStack, type Stack } from './stack.js';
@@ -25,8 +26,10 @@ async function main(): Promise<void> {
   let stack: Stack | undefined;
   let workers: RunningWorkers | undefined;
   let api: ApiServer | undefined;
+  let demo: RunningDemo | undefined;
   let stopping = false;
   const stopAll = async () => {
+    await demo?.stop();
     await api?.close().catch((error: unknown) => logger.error({ err: error }, 'API did not close cleanly'));
     await workers?.shutdown().catch((error: unknown) => logger.error({ err: error }, 'workers did not stop cleanly'));
     if (stack) await stack.stop();
@@ -59,6 +62,8 @@ async function main(): Promise<void> {
     api = await startApi({ config, endpoints: stack.endpoints, logger });
     if (stopping) return;
     printReady(logger, config, stack, api, Date.now() - startedAt);
+    // The flight-delay demo (MLOPS_DEMO=false skips it): runs in the background; a failure never stops the platform.
+    if (config.demo) demo = startDemo({ config, endpoints: stack.endpoints, apiUrl: api.url, logger });
     workers.finished.catch(() => onSignal('SIGTERM'));
   } catch (error) {
     if (stopping) return;

@@ -9,7 +9,6 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-// The app first: it loads @hono/zod-openapi, which must extend zod before the pipeline definition's schemas are built.
 import { createApp } from '../../server/app.js';
 import { pipelineDefinitionSchema, type PipelineDefinitionInput } from '../../pipelines/definition.js';
 import { startPipelineRun, type PipelineRunnerDeps } from '../../pipelines/runs.js';

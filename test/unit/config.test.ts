@@ -24,6 +24,7 @@ describe('loadConfig', () => {
       logLevel: 'info',
       dataDir: path.join(cwd, '.data'),
       toolsDir: defaultToolsDir(),
+      demo: true,
       temporal: {
         address: undefined,
         namespace: 'default',
@@ -65,6 +66,7 @@ describe('loadConfig', () => {
         LOG_LEVEL: 'debug',
         MLOPS_DATA_DIR: '/var/lib/mlops',
         MLOPS_TOOLS_DIR: '/opt/mlops-tools',
+        MLOPS_DEMO: 'false',
         TEMPORAL_ADDRESS: 'temporal:7233',
         TEMPORAL_NAMESPACE: 'mlops',
         TEMPORAL_PORT: '17233',
@@ -86,6 +88,7 @@ describe('loadConfig', () => {
       logLevel: 'debug',
       dataDir: '/var/lib/mlops',
       toolsDir: '/opt/mlops-tools',
+      demo: false,
       temporal: { address: 'temporal:7233', namespace: 'mlops', port: 17233, uiPort: 18233 },
       database: { url: 'postgresql://u:p@db:5432/mlops', port: 15433 },
       s3: { endpoint: 'http://minio:9000', bucket: 'my.bucket-1', port: 19000, consolePort: 19001 },
@@ -110,6 +113,7 @@ describe('loadConfig', () => {
     ['TEMPORAL_ADDRESS', 'temporal'],
     ['TEMPORAL_ADDRESS', 'http://temporal:7233'],
     ['SERVICE_START_TIMEOUT_SECONDS', '0'],
+    ['MLOPS_DEMO', 'maybe'],
   ])('rejects %s=%j with a ConfigError naming the variable', (variable, value) => {
     const error = configError({ [variable]: value });
     expect(error.name).toBe('ConfigError');
