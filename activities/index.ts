@@ -1,5 +1,7 @@
 import type { ActivityDeps } from './deps.js';
+import { createBatchScoringActivities } from './batch-scoring.js';
 import { createDataActivities } from './data-stages.js';
+import { createDeploymentActivities } from './deployment.js';
 import { createIngestActivities } from './ingest.js';
 import { createPipelineActivities } from './pipeline.js';
 import { trackRunStages } from './run-stages.js';
@@ -27,6 +29,17 @@ export type {
   RegisterModelResult,
   ValidateModelResult,
 } from './pipeline.js';
+export type {
+  CanaryCheck,
+  CanaryComparison,
+  CanaryThresholds,
+  CompareCanaryInput,
+  EndCanaryInput,
+  StartCanaryActivityInput,
+  StartCanaryResult,
+  TrafficState,
+} from './deployment.js';
+export type { ScoreDatasetInput, ScoreDatasetResult, ScoreProgress, ScoredModel } from './batch-scoring.js';
 export { STAGE_OF_ACTIVITY } from './run-stages.js';
 /** Record types the pipeline workflow returns (workflow code may import types from activities only). */
 export type { ModelBlessing, RunFailure } from '../schema/index.js';
@@ -34,7 +47,13 @@ export type { ModelBlessing, RunFailure } from '../schema/index.js';
 /** Activities served by the main task queue. Workflows see their types only. */
 export function createActivities(deps: ActivityDeps) {
   return trackRunStages(
-    { ...createIngestActivities(deps), ...createDataActivities(deps), ...createPipelineActivities(deps) },
+    {
+      ...createIngestActivities(deps),
+      ...createDataActivities(deps),
+      ...createPipelineActivities(deps),
+      ...createDeploymentActivities(deps),
+      ...createBatchScoringActivities(deps),
+    },
     deps.pipelines,
     deps.logger,
   );

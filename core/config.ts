@@ -6,6 +6,17 @@ import { ConfigError } from './errors.js';
 
 const port = z.coerce.number().int().min(1).max(65_535);
 const positiveInt = z.coerce.number().int().min(1);
+const fraction = z
+  .string()
+  .trim()
+  .min(1, 'expected a number from 0 to 1')
+  .transform(Number)
+  .pipe(
+    z
+      .number({ error: 'expected a number from 0 to 1' })
+      .min(0, 'expected a number from 0 to 1')
+      .max(1, 'expected a number from 0 to 1'),
+  );
 const optionalUrl = z
   .string()
   .trim()
@@ -68,6 +79,11 @@ const environmentSchema = z.object({
   API_PORT: port.default(3000),
   API_BODY_LIMIT_BYTES: positiveInt.default(1_048_576),
 
+  PREDICTION_LOG_SAMPLE_RATE: fraction.default(1),
+  PREDICTION_LOG_QUEUE_SIZE: positiveInt.default(100_000),
+  PREDICTION_LOG_BATCH_SIZE: positiveInt.default(1_000),
+  PREDICTION_LOG_FLUSH_MS: positiveInt.default(200),
+
   WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt.default(8),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt.default(16),
   TRAINING_WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt.default(1),
@@ -115,6 +131,17 @@ export interface AppConfig {
     readonly consolePort: number;
   };
   readonly api: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  /** The API's prediction logs (serving/prediction-log.ts). */
+  readonly predictionLog: {
+    /** Share of predict requests logged, 0 to 1. */
+    readonly sampleRate: number;
+    /** Most rows waiting to be written; more are dropped and counted. */
+    readonly queueSize: number;
+    /** Rows per INSERT. */
+    readonly batchSize: number;
+    /** Longest a row waits for its batch to fill, in ms. */
+    readonly flushMs: number;
+  };
   readonly worker: {
     readonly maxConcurrentActivities: number;
     readonly maxConcurrentWorkflowTasks: number;
@@ -173,6 +200,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       consolePort: e.MINIO_CONSOLE_PORT,
     },
     api: { host: e.API_HOST, port: e.API_PORT, bodyLimitBytes: e.API_BODY_LIMIT_BYTES },
+    predictionLog: {
+      sampleRate: e.PREDICTION_LOG_SAMPLE_RATE,
+      queueSize: e.PREDICTION_LOG_QUEUE_SIZE,
+      batchSize: e.PREDICTION_LOG_BATCH_SIZE,
+      flushMs: e.PREDICTION_LOG_FLUSH_MS,
+    },
     worker: {
       maxConcurrentActivities: e.WORKER_MAX_CONCURRENT_ACTIVITIES,
       maxConcurrentWorkflowTasks: e.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,

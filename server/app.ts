@@ -11,10 +11,12 @@ import type { PipelineRunnerDeps } from '../pipelines/runs.js';
 import type { DefinitionValidationDeps } from '../pipelines/validate-definition.js';
 import type { PipelineStore } from '../storage/pipeline-store.js';
 import type { RegistryStore } from '../storage/registry-store.js';
+import { batchPredictions, modelBatchPredictions } from './routes/batch-predictions.js';
 import { datasets, type DatasetsDeps } from './routes/datasets.js';
 import { docs } from './routes/docs.js';
 import { health } from './routes/health.js';
 import { deployments, models } from './routes/models.js';
+import { deploymentRollouts } from './routes/deployments.js';
 import { pipelines } from './routes/pipelines.js';
 import { pipelineRuns, runs } from './routes/runs.js';
 import { metrics } from './routes/metrics.js';
@@ -85,6 +87,14 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
   if (deps.stores?.registry) {
     app.route('/v1/models', models({ registry: deps.stores.registry }));
     app.route('/v1/deployments', deployments({ registry: deps.stores.registry }));
+    // Canaries run as workflows on the main task queue (the runner's); shadow and replace need the registry only.
+    app.route('/v1/deployments', deploymentRollouts({ registry: deps.stores.registry, rollouts: deps.runner }));
+  }
+
+  if (deps.runner && deps.stores?.registry) {
+    const batchDeps = { runner: deps.runner, registry: deps.stores.registry, temporalUiUrl: deps.temporalUiUrl };
+    app.route('/v1/models', modelBatchPredictions(batchDeps));
+    app.route('/v1/batch-predictions', batchPredictions(batchDeps));
   }
 
   if (deps.serving) {

@@ -4,6 +4,7 @@ import type { AppConfig, ServiceEndpoints } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { PLATFORM_VERSION } from '../core/version.js';
 import { createServing } from '../serving/index.js';
+import { PREDICTION_LOG_CLOSE_TIMEOUT_MS } from '../serving/prediction-log.js';
 import { openStorage } from '../storage/open-storage.js';
 import { createApp } from './app.js';
 import { postgresReadiness, s3Readiness, temporalReadiness } from './readiness.js';
@@ -28,6 +29,7 @@ export async function startApi(options: {
     artifacts: storage.artifacts,
     databaseUrl: endpoints.databaseUrl,
     logger,
+    options: { predictionLog: config.predictionLog },
   });
   // In the background: the API comes up while Postgres or S3 is still down; a request for a model not loaded yet
   // loads it on demand.
@@ -63,11 +65,14 @@ export async function startApi(options: {
       close: async () => {
         await server.close();
         await serving.pool.close();
+        // Bounded: with Postgres down, what is still queued is counted as dropped rather than holding shutdown.
+        await serving.predictionLog?.close(PREDICTION_LOG_CLOSE_TIMEOUT_MS);
         await Promise.allSettled([storage.close(), connection.close()]);
       },
     };
   } catch (error) {
     await serving.pool.close();
+    await serving.predictionLog?.close(0);
     await Promise.allSettled([storage.close(), connection.close()]);
     throw error;
   }

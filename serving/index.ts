@@ -8,6 +8,12 @@ import type { ArtifactStore } from '../storage/artifact-store.js';
 import { onnxModelLoader } from './load-model.js';
 import { ServingMetrics } from './metrics.js';
 import { ModelPool, type ModelPoolOptions, type PoolRegistry } from './model-pool.js';
+import {
+  createPredictionLogWriter,
+  shadowLogRecord,
+  type PredictionLogOptions,
+  type PredictionLogWriter,
+} from './prediction-log.js';
 
 export { MicroBatcher, BatcherOverloadedError, type BatchSlice, type MicroBatcherOptions } from './batcher.js';
 export { LoadedModel, type Prediction, type ScoringSession } from './loaded-model.js';
@@ -22,6 +28,20 @@ export {
   type PoolRegistry,
   type VersionRef,
 } from './model-pool.js';
+export {
+  createPredictionLogWriter,
+  isRejectedRowsError,
+  postgresPredictionLogSink,
+  PredictionLogWriter,
+  PREDICTION_LOG_DEFAULTS,
+  requestSample,
+  shadowLogRecord,
+  type PredictionLogOptions,
+  type PredictionLogRecord,
+  type PredictionLogRow,
+  type PredictionLogSink,
+  type PredictionLogStats,
+} from './prediction-log.js';
 export { pickTarget, RoutingTable, type DeploymentRoute, type RouteTarget } from './routing.js';
 export { compileSignature, parsePredictBody, validateInstances, PredictRequestError } from './signature.js';
 
@@ -46,6 +66,11 @@ export interface ServingOptions extends Pick<
   readonly sessionThreads?: number;
   /** Collect Node's process metrics too. Default true. */
   readonly defaultMetrics?: boolean;
+  /**
+   * Log answered requests (and shadows' answers) to `prediction_logs` through a writer on a connection of its own
+   * to `databaseUrl`; off when absent or without a `databaseUrl`.
+   */
+  readonly predictionLog?: PredictionLogOptions;
 }
 
 /** What the API needs to serve predictions (ApiDeps.serving). */
@@ -53,6 +78,8 @@ export interface Serving {
   readonly pool: ModelPool;
   readonly metrics: ServingMetrics;
   readonly maxInstances?: number;
+  /** The prediction log writer, when logging is on: close it (bounded) on shutdown, after the server. */
+  readonly predictionLog?: PredictionLogWriter;
 }
 
 /**
@@ -69,11 +96,16 @@ export function createServing(deps: {
   const options = deps.options ?? {};
   const metrics = new ServingMetrics({ defaultMetrics: options.defaultMetrics ?? true });
   const logger = deps.logger.child({ component: 'serving' });
+  const predictionLog =
+    options.predictionLog && deps.databaseUrl
+      ? createPredictionLogWriter({ ...options.predictionLog, databaseUrl: deps.databaseUrl, metrics, logger })
+      : undefined;
   const pool = new ModelPool({
     registry: deps.registry,
     metrics,
     logger,
     ...(deps.databaseUrl ? { databaseUrl: deps.databaseUrl } : {}),
+    ...(predictionLog ? { onShadowResult: (result) => predictionLog.enqueue(shadowLogRecord(result)) } : {}),
     ...pick(options, [
       'listen',
       'pollIntervalMs',
@@ -94,7 +126,12 @@ export function createServing(deps: {
       },
     }),
   });
-  return { pool, metrics, ...(options.maxInstances ? { maxInstances: options.maxInstances } : {}) };
+  return {
+    pool,
+    metrics,
+    ...(options.maxInstances ? { maxInstances: options.maxInstances } : {}),
+    ...(predictionLog ? { predictionLog } : {}),
+  };
 }
 
 /** The fields of `object` among `keys` that are defined (exactOptionalPropertyTypes-friendly spreading). */

@@ -11,6 +11,9 @@ export const REQUEST_DURATION_BUCKETS = [
   0.25, 0.5, 1, 2.5,
 ] as const;
 
+/** Prediction log flushes in seconds: one INSERT of up to a batch, a few ms when Postgres is healthy. */
+export const LOG_FLUSH_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] as const;
+
 /** Rows per session.run. */
 export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] as const;
 
@@ -39,11 +42,20 @@ export class ServingMetrics {
   readonly batchSize: Histogram<'model' | 'version'>;
   readonly modelLoads: Counter<'model' | 'version' | 'result'>;
   readonly loadedModels: Gauge;
-  /** Fed by the prediction logger (not built yet): rows waiting to be written to Postgres. */
+  /** Prediction log rows waiting to be written to Postgres (read from the writer when scraped). */
   readonly logQueueDepth: Gauge;
-  /** Fed by the prediction logger (not built yet): rows dropped because the queue was full. */
+  /** Prediction log rows dropped: the queue was full, or they were still unwritten at shutdown. */
   readonly droppedLogs: Counter;
+  /** Prediction log rows written to Postgres. */
+  readonly writtenLogs: Counter;
+  /** Prediction log rows Postgres refused for their content (data or constraint errors). */
+  readonly rejectedLogs: Counter;
+  /** Failed prediction log writes (each retry counts). */
+  readonly logWriteErrors: Counter;
+  /** Duration of each prediction log flush (its INSERTs), in seconds. */
+  readonly logFlushDuration: Histogram;
   readonly #models = new Map<string, ModelMetrics>();
+  #logQueueDepth: () => number = () => 0;
 
   constructor(options: ServingMetricsOptions = {}) {
     const registry = new Registry();
@@ -79,14 +91,39 @@ export class ServingMetrics {
       help: 'Model versions with a live onnxruntime session.',
       registers: [registry],
     });
+    const depth = () => this.#logQueueDepth();
     this.logQueueDepth = new Gauge({
       name: 'mlops_serving_prediction_log_queue_depth',
       help: 'Prediction log rows waiting to be written.',
       registers: [registry],
+      collect() {
+        this.set(depth());
+      },
     });
     this.droppedLogs = new Counter({
       name: 'mlops_serving_prediction_logs_dropped_total',
-      help: 'Prediction log rows dropped because the log queue was full.',
+      help: 'Prediction log rows dropped: the log queue was full, or they were still unwritten at shutdown.',
+      registers: [registry],
+    });
+    this.writtenLogs = new Counter({
+      name: 'mlops_serving_prediction_logs_written_total',
+      help: 'Prediction log rows written to Postgres.',
+      registers: [registry],
+    });
+    this.rejectedLogs = new Counter({
+      name: 'mlops_serving_prediction_logs_rejected_total',
+      help: 'Prediction log rows Postgres refused for their content (data or constraint errors); not retried.',
+      registers: [registry],
+    });
+    this.logWriteErrors = new Counter({
+      name: 'mlops_serving_prediction_log_write_errors_total',
+      help: 'Failed prediction log writes (Postgres down, slow or refusing rows); each retry counts.',
+      registers: [registry],
+    });
+    this.logFlushDuration = new Histogram({
+      name: 'mlops_serving_prediction_log_flush_duration_seconds',
+      help: 'Duration of each successful prediction log flush (its INSERTs), in seconds.',
+      buckets: [...LOG_FLUSH_DURATION_BUCKETS],
       registers: [registry],
     });
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
@@ -116,6 +153,11 @@ export class ServingMetrics {
       this.#models.set(key, children);
     }
     return children;
+  }
+
+  /** Where the queue depth gauge reads its value (the prediction log writer). */
+  setLogQueueDepthSource(source: () => number): void {
+    this.#logQueueDepth = source;
   }
 
   /** The exposition text and its content type, for `GET /metrics`. */

@@ -14,15 +14,26 @@
  * - Versions addressed explicitly (a version number or an alias in the request) are loaded on demand and kept while
  *   used: released after `explicitIdleMs` without a request, at most `maxExplicitModels` of them beyond the routed
  *   ones.
+ * - Canaries: a challenger answers its share of a deployment's requests, drawn at random or, when the deployment has a
+ *   sticky key, by a hash of that field's value in the request (see routing.ts); `acquireTarget` tells the caller
+ *   which role answered. Shadows: `shadow()` scores a copy of an answered request on each shadow version off the
+ *   request path and hands the answers to `onShadowResult` (the prediction log), never to the caller.
  */
+import { Counter } from 'prom-client';
 import type { Logger } from '../core/logger.js';
 import type { ModelVersion } from '../schema/registry.js';
-import { CHAMPION_ALIAS, DEPLOYMENTS_CHANNEL, type RegistryStore } from '../storage/registry-store.js';
+import {
+  CHAMPION_ALIAS,
+  DEPLOYMENTS_CHANNEL,
+  STICKY_KEY_CONFIG,
+  type RegistryStore,
+} from '../storage/registry-store.js';
 import { DeploymentListener } from './deployment-listener.js';
-import type { LoadedModel } from './loaded-model.js';
+import type { LoadedModel, ModelIdentity, Prediction } from './loaded-model.js';
 import type { ModelLoader } from './load-model.js';
 import type { ServingMetrics } from './metrics.js';
 import { pickTarget, RoutingTable, type DeploymentRoute, type RouteTarget } from './routing.js';
+import { validateInstances, type Instance } from './signature.js';
 
 /** The registry reads the pool makes. */
 export type PoolRegistry = Pick<
@@ -58,7 +69,36 @@ export interface ModelPoolOptions {
   readonly loadRetryMs?: number;
   /** Reconnect delays of the LISTEN connection. */
   readonly listenerBackoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Receives every shadow prediction (the prediction log writer, role `shadow`); see {@link ModelPool.shadow}. */
+  readonly onShadowResult?: ShadowResultHandler;
+  /** Shadow scorings in flight at most; copies beyond are dropped (and counted), never queued. Default 64. */
+  readonly maxShadowInFlight?: number;
 }
+
+/** What a request addresses: a version or alias, and its instances (whose sticky key may pick a canary's side). */
+export interface RouteRequest extends VersionRef {
+  readonly instances?: readonly Instance[] | undefined;
+}
+
+/** One shadow version's answer to a copy of a request: logged, never returned. */
+export interface ShadowResult {
+  readonly deployment: string;
+  /** The id of the request whose instances were copied. */
+  readonly requestId: string;
+  readonly model: Pick<ModelIdentity, 'name' | 'version' | 'versionId'>;
+  readonly instances: readonly Instance[];
+  /** One per instance, when the shadow scored them. */
+  readonly predictions?: readonly Prediction[];
+  /** Why the shadow could not score them (the instances do not fit its signature, the run failed, ...). */
+  readonly error?: string;
+  /** When scoring the copy began. */
+  readonly startedAt: Date;
+  /** From scoring's start to its end, in ms. */
+  readonly latencyMs: number;
+}
+
+/** Called with each shadow result; what it throws is swallowed (and counted). */
+export type ShadowResultHandler = (result: ShadowResult) => void;
 
 /** Which version an explicit request addresses. */
 export interface VersionRef {
@@ -87,6 +127,8 @@ export interface DeploymentStatus {
   readonly deployment: string;
   readonly modelName: string;
   readonly revisionKey: string;
+  /** The instance field a sticky canary routes by. */
+  readonly stickyKey?: string;
   readonly targets: readonly {
     readonly role: string;
     readonly trafficPercent: number;
@@ -140,6 +182,12 @@ export class ModelPool {
   readonly #recentFailures = new Map<string, { readonly message: string; readonly until: number }>();
   readonly #loadRetryMs: number;
   readonly #listener: DeploymentListener | undefined;
+  /** A RouteTarget per explicitly addressed model, built once (its role is champion; no deployment). */
+  readonly #explicitTargets = new WeakMap<LoadedModel, RouteTarget>();
+  readonly #onShadowResult: ShadowResultHandler | undefined;
+  readonly #maxShadowInFlight: number;
+  readonly #shadowResults: Counter<'model' | 'version' | 'result'>;
+  #shadowInFlight = 0;
   #refreshingAll: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -154,6 +202,9 @@ export class ModelPool {
     this.#explicitIdleMs = options.explicitIdleMs ?? 10 * 60_000;
     this.#maxExplicit = options.maxExplicitModels ?? 8;
     this.#loadRetryMs = options.loadRetryMs ?? 5_000;
+    this.#onShadowResult = options.onShadowResult;
+    this.#maxShadowInFlight = options.maxShadowInFlight ?? 64;
+    this.#shadowResults = shadowCounter(options.metrics);
     if ((options.listen ?? true) && options.databaseUrl) {
       this.#listener = new DeploymentListener({
         connectionString: options.databaseUrl,
@@ -216,10 +267,58 @@ export class ModelPool {
    * @throws ServingNotFoundError (404) when nothing has that name or the version does not exist.
    * @throws ModelUnavailableError (503) when the version exists but could not be loaded.
    */
-  acquire(name: string, ref: VersionRef = {}): LoadedModel | Promise<LoadedModel> {
-    const model = this.#cached(name, ref);
-    if (model?.acquire()) return model;
+  acquire(name: string, ref: RouteRequest = {}): LoadedModel | Promise<LoadedModel> {
+    const target = this.#cached(name, ref);
+    if (target?.model.acquire()) return target.model;
+    return this.#acquireSlowly(name, ref).then((t) => t.model);
+  }
+
+  /**
+   * Like {@link acquire}, with the route target that answers: its `role` (champion or challenger) and `deployment`
+   * (undefined when a version, alias or model name was addressed; the role is then champion). The caller must
+   * `release()` the target's model. A sticky canary routes by the value of its key in `ref.instances[0]`.
+   */
+  acquireTarget(name: string, ref: RouteRequest = {}): RouteTarget | Promise<RouteTarget> {
+    const target = this.#cached(name, ref);
+    if (target?.model.acquire()) return target;
     return this.#acquireSlowly(name, ref);
+  }
+
+  /**
+   * Scores a copy of an answered request's instances on each shadow of the deployment, off the request path: the
+   * work starts on a later turn of the event loop (call it once the answer is built), each shadow on its own session
+   * and batcher, so it never delays nor changes the answer. Each result goes to `onResult` (default: the pool's
+   * `onShadowResult`). Never throws: a shadow that cannot score (a signature that does not fit, a failed run) yields
+   * a result with `error`; everything is counted in `mlops_serving_shadow_predictions_total{result}` (success,
+   * error, dropped when `maxShadowInFlight` copies are already being scored).
+   */
+  shadow(
+    deployment: string,
+    instances: readonly Instance[],
+    requestId: string,
+    onResult: ShadowResultHandler | undefined = this.#onShadowResult,
+  ): void {
+    const route = this.#routes.get(deployment);
+    if (route === undefined || route.shadows.length === 0 || this.#closed) return;
+    for (const target of route.shadows) {
+      const model = target.model;
+      if (this.#shadowInFlight >= this.#maxShadowInFlight || !model.acquire()) {
+        this.#countShadow(model, 'dropped');
+        continue;
+      }
+      this.#shadowInFlight++;
+      setImmediate(() => {
+        void this.#scoreShadow(deployment, model, instances, requestId, onResult).finally(() => {
+          this.#shadowInFlight--;
+          model.release();
+        });
+      });
+    }
+  }
+
+  /** Shadow copies being scored now. */
+  get shadowInFlight(): number {
+    return this.#shadowInFlight;
   }
 
   /** Every deployment's route, by deployment name. */
@@ -230,6 +329,7 @@ export class ModelPool {
         deployment: route.deployment,
         modelName: route.modelName,
         revisionKey: route.revisionKey,
+        ...(route.stickyKey !== undefined ? { stickyKey: route.stickyKey } : {}),
         targets: [route.champion, ...route.challengers, ...route.shadows].map((t) => ({
           role: t.role,
           trafficPercent: t.trafficPercent,
@@ -283,16 +383,28 @@ export class ModelPool {
 
   // ---- resolution -------------------------------------------------------------------------------------------------
 
-  #cached(name: string, ref: VersionRef): LoadedModel | undefined {
+  #cached(name: string, ref: RouteRequest): RouteTarget | undefined {
     if (ref.version === undefined && ref.alias === undefined) {
       const route = this.#routes.get(name);
-      if (route) return pickTarget(route).model;
+      if (route) return pickTarget(route, Math.random, ref.instances?.[0]);
       if (this.#deployments.has(name)) return undefined;
-      return this.#cachedRef(`${name}\u0000@${CHAMPION_ALIAS}`);
+      return this.#explicitTarget(this.#cachedRef(`${name}\u0000@${CHAMPION_ALIAS}`));
     }
     const modelName = this.#deployments.get(name) ?? name;
     const key = ref.version !== undefined ? `${modelName}\u0000#${ref.version}` : `${modelName}\u0000@${ref.alias}`;
-    return this.#cachedRef(key);
+    return this.#explicitTarget(this.#cachedRef(key));
+  }
+
+  #explicitTarget(model: LoadedModel): RouteTarget;
+  #explicitTarget(model: LoadedModel | undefined): RouteTarget | undefined;
+  #explicitTarget(model: LoadedModel | undefined): RouteTarget | undefined {
+    if (model === undefined) return undefined;
+    let target = this.#explicitTargets.get(model);
+    if (target === undefined) {
+      target = Object.freeze({ model, revisionId: '', role: 'champion', trafficPercent: 100, deployment: undefined });
+      this.#explicitTargets.set(model, target);
+    }
+    return target;
   }
 
   #cachedRef(key: string): LoadedModel | undefined {
@@ -303,15 +415,15 @@ export class ModelPool {
     return model;
   }
 
-  async #acquireSlowly(name: string, ref: VersionRef): Promise<LoadedModel> {
+  async #acquireSlowly(name: string, ref: RouteRequest): Promise<RouteTarget> {
     for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
-      const model = await this.#resolve(name, ref);
-      if (model.acquire()) return model;
+      const target = await this.#resolve(name, ref);
+      if (target.model.acquire()) return target;
     }
     throw new ModelUnavailableError(`the model behind ${name} is being replaced; retry`);
   }
 
-  async #resolve(name: string, ref: VersionRef): Promise<LoadedModel> {
+  async #resolve(name: string, ref: RouteRequest): Promise<RouteTarget> {
     let modelName = this.#deployments.get(name);
     if (modelName === undefined) {
       const deployment = await this.#registry.getDeployment(name);
@@ -329,7 +441,7 @@ export class ModelPool {
         await this.refreshDeployment(name);
         route = this.#routes.get(name);
       }
-      if (route) return pickTarget(route).model;
+      if (route) return pickTarget(route, Math.random, ref.instances?.[0]);
       const failure = this.#failures.get(name);
       throw new ModelUnavailableError(
         failure
@@ -338,7 +450,8 @@ export class ModelPool {
       );
     }
     const target = modelName ?? name;
-    return this.#explicit(target, explicit ? ref : { alias: CHAMPION_ALIAS }, !explicit);
+    const model = await this.#explicit(target, explicit ? ref : { alias: CHAMPION_ALIAS }, !explicit);
+    return this.#explicitTarget(model);
   }
 
   /** The version of `modelName` that `ref` names, loaded. `viaChampion`: the request named a model, no version. */
@@ -492,12 +605,12 @@ export class ModelPool {
     const current = this.#routes.get(name);
     if (current?.revisionKey === revisionKey) return;
 
-    let modelName = this.#deployments.get(name);
-    if (modelName === undefined) {
-      modelName = (await this.#registry.getDeployment(name))?.modelName;
-      if (modelName === undefined) return;
-      this.#deployments.set(name, modelName);
-    }
+    // Read on every change of the revisions: the sticky key changes with them (a canary starts or ends).
+    const deployment = await this.#registry.getDeployment(name);
+    if (deployment === undefined) return;
+    const modelName = deployment.modelName;
+    this.#deployments.set(name, modelName);
+    const sticky = deployment.config[STICKY_KEY_CONFIG];
 
     const targets: RouteTarget[] = [];
     const pinned: LoadedModel[] = [];
@@ -511,6 +624,7 @@ export class ModelPool {
           revisionId: revision.id,
           role: revision.role,
           trafficPercent: revision.trafficPercent,
+          deployment: name,
         });
       }
       const champion = targets.find((t) => t.role === 'champion');
@@ -526,6 +640,7 @@ export class ModelPool {
         champion,
         challengers: targets.filter((t) => t.role === 'challenger'),
         shadows: targets.filter((t) => t.role === 'shadow'),
+        ...(typeof sticky === 'string' && sticky !== '' ? { stickyKey: sticky } : {}),
       };
       // The swap: one assignment. Requests that already acquired the previous model keep it until they are done.
       const previous = this.#routes.swap(route);
@@ -617,7 +732,62 @@ export class ModelPool {
     }
   }
 
+  async #scoreShadow(
+    deployment: string,
+    model: LoadedModel,
+    instances: readonly Instance[],
+    requestId: string,
+    onResult: ShadowResultHandler | undefined,
+  ): Promise<void> {
+    const startedAt = new Date();
+    const started = performance.now();
+    let predictions: Prediction[] | undefined;
+    let error: string | undefined;
+    try {
+      validateInstances(model.signature, { instances, single: false });
+      predictions = model.predictions(await model.score(instances));
+    } catch (e) {
+      error = errorMessage(e);
+    }
+    const result: ShadowResult = {
+      deployment,
+      requestId,
+      model: model.summary,
+      instances,
+      ...(predictions ? { predictions } : {}),
+      ...(error !== undefined ? { error } : {}),
+      startedAt,
+      latencyMs: performance.now() - started,
+    };
+    let outcome: 'success' | 'error' = error === undefined ? 'success' : 'error';
+    try {
+      onResult?.(result);
+    } catch (e) {
+      outcome = 'error';
+      this.#logger.debug({ err: e, deployment }, 'serving: the shadow result handler failed');
+    }
+    this.#countShadow(model, outcome);
+  }
+
+  #countShadow(model: LoadedModel, result: 'success' | 'error' | 'dropped'): void {
+    this.#shadowResults.inc({ model: model.identity.name, version: String(model.identity.version), result });
+  }
+
   #background(work: Promise<void>, what: string): void {
     work.catch((error: unknown) => this.#logger.warn({ err: error }, `serving: ${what} failed; polling retries`));
   }
+}
+
+const SHADOW_METRIC = 'mlops_serving_shadow_predictions_total';
+
+/** The shadow counter on the serving registry, created once per registry (pools may share one). */
+function shadowCounter(metrics: ServingMetrics): Counter<'model' | 'version' | 'result'> {
+  const existing = metrics.registry.getSingleMetric(SHADOW_METRIC);
+  if (existing) return existing as Counter<'model' | 'version' | 'result'>;
+  return new Counter({
+    name: SHADOW_METRIC,
+    help: 'Copies of requests scored by shadow versions, by model, version and result: success, error or dropped.',
+    labelNames: ['model', 'version', 'result'],
+    registers: [metrics.registry],
+  });
 }

@@ -13,6 +13,8 @@ export interface RouteTarget {
   readonly revisionId: string;
   readonly role: DeploymentRole;
   readonly trafficPercent: number;
+  /** The deployment it serves (set by the pool); undefined for a version addressed explicitly. */
+  readonly deployment?: string | undefined;
 }
 
 export interface DeploymentRoute {
@@ -25,20 +27,64 @@ export interface DeploymentRoute {
   readonly champion: RouteTarget;
   /** Canary revisions: each answers `trafficPercent` % of requests (the deploy workflow will set them). */
   readonly challengers: readonly RouteTarget[];
-  /** Scored on copies of requests, never answering (not scored yet: the shadow path comes with prediction logs). */
+  /** Scored on copies of answered requests, off the request path; their answers are logged, never returned. */
   readonly shadows: readonly RouteTarget[];
+  /**
+   * The instance field that makes the canary sticky (the deployment's `stickyKey` config): a request whose first
+   * instance has a value for it is routed by a hash of that value, so one key always gets the same version.
+   */
+  readonly stickyKey?: string | undefined;
 }
 
-/** The target that answers a request: a challenger for its traffic share, else the champion. */
-export function pickTarget(route: DeploymentRoute, random: () => number = Math.random): RouteTarget {
+/**
+ * The target that answers a request: a challenger for its traffic share, else the champion. The draw is `random()`,
+ * or, when the route is sticky and `instance` has a non-null value for its key, {@link stickyBucket} of that value
+ * (salted with the deployment and the first challenger's version id): the same key always lands on the same version
+ * during a canary, and raising the challenger's share only adds keys to it.
+ */
+export function pickTarget(
+  route: DeploymentRoute,
+  random: () => number = Math.random,
+  instance?: Readonly<Record<string, unknown>>,
+): RouteTarget {
   const challengers = route.challengers;
   if (challengers.length === 0) return route.champion;
-  let r = random() * 100;
+  const key = route.stickyKey === undefined ? undefined : instance?.[route.stickyKey];
+  let r =
+    key === undefined || key === null
+      ? random() * 100
+      : stickyBucket(`${route.deployment}/${challengers[0]!.model.identity.versionId}`, key);
   for (const target of challengers) {
     if (r < target.trafficPercent) return target;
     r -= target.trafficPercent;
   }
   return route.champion;
+}
+
+/**
+ * A deterministic point in [0, 100) for a sticky key's value: a 32-bit FNV-1a hash of `salt` and the value (strings
+ * as they are, other values as JSON, so 7 and "7" differ), finished with murmur3's avalanche so nearby keys spread.
+ * The pool salts it with the deployment and the (first) challenger's version: a key keeps its bucket while that
+ * canary's share changes, and each new canary draws its own keys, so not always the same callers try new versions.
+ */
+export function stickyBucket(salt: string, value: unknown): number {
+  const text = typeof value === 'string' ? `s:${value}` : `j:${JSON.stringify(value)}`;
+  let h = 0x811c9dc5;
+  const mix = (s: string) => {
+    for (let i = 0; i < s.length; i++) {
+      h ^= s.charCodeAt(i);
+      h = Math.imul(h, 0x01000193);
+    }
+  };
+  mix(salt);
+  mix('\u0000');
+  mix(text);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return ((h >>> 0) / 4294967296) * 100;
 }
 
 /** Every model a route references (champion, challengers, shadows). */

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, isNull, ne, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, ne, sql } from 'drizzle-orm';
 import {
   deploymentRevisions,
   deployments,
@@ -7,7 +7,10 @@ import {
   modelVersionTransitions,
   registeredModels,
   type Deployment,
+  type DeploymentConfig,
   type DeploymentRevision,
+  type DeploymentRole,
+  type DeploymentStrategy,
   type JsonProperties,
   type ModelAlias,
   type ModelBlessing,
@@ -70,6 +73,58 @@ export interface DeployResult {
   /** False when the version already was the active champion, in which case nothing was written. */
   changed: boolean;
 }
+
+export interface StartCanaryInput {
+  deploymentName: string;
+  /** The challenger: a blessed version of the deployment's model, other than the champion. */
+  versionId: string;
+  /** The challenger's share of the traffic, 1 to 99; the champion keeps the rest. */
+  trafficPercent: number;
+  /**
+   * An instance field whose value decides the version deterministically (one key, one version), instead of a random
+   * draw per request. Recorded in the deployment's config.
+   */
+  stickyKey?: string | undefined;
+  actor: string;
+  reason: string;
+}
+
+export interface StartShadowInput {
+  deploymentName: string;
+  /** Scored on copies of the traffic, never answering: a registered or blessed version of the deployment's model. */
+  versionId: string;
+  actor: string;
+  reason: string;
+}
+
+export interface SetChallengerTrafficInput {
+  deploymentName: string;
+  trafficPercent: number;
+  /** When given, the active challenger must be this version. */
+  versionId?: string | undefined;
+  actor: string;
+  reason: string;
+}
+
+/** Ends the active challenger (promotion, rollback) or shadows; `versionId` narrows it to that version. */
+export interface EndRevisionInput {
+  deploymentName: string;
+  versionId?: string | undefined;
+  actor: string;
+  reason: string;
+}
+
+export interface TrafficChangeResult {
+  deployment: Deployment;
+  modelName: string;
+  /** The active revisions after the call, champion first. */
+  active: DeploymentRevision[];
+  /** False when the deployment already was in the asked state, in which case nothing was written. */
+  changed: boolean;
+}
+
+/** The deployment config key naming the instance field that makes canary routing sticky. */
+export const STICKY_KEY_CONFIG = 'stickyKey';
 
 /** A deployment with the name of the model it serves. */
 export type DeploymentSummary = Deployment & { modelName: string };
@@ -440,6 +495,308 @@ export class RegistryStore {
     });
   }
 
+  /**
+   * Starts a canary: the version becomes the deployment's challenger with `trafficPercent` % of the requests and the
+   * champion keeps the rest (its revision is ended and a new one started at 100 - p), in one transaction with the
+   * deployment row locked, notified on {@link DEPLOYMENTS_CHANNEL}. `stickyKey` is recorded in the deployment's
+   * config (removed when not given). A version running as a shadow moves to the challenger role.
+   *
+   * Idempotent: the same version at the same share and sticky key changes nothing; the same version at another share
+   * changes the shares (like {@link setChallengerTraffic}).
+   *
+   * @throws RegistryNotFoundError when the deployment does not exist or the version is not one of its model's.
+   * @throws RegistryConflictError when the version is not blessed, is the champion, another canary is running, the
+   *   deployment has no champion, or the share is not an integer from 1 to 99.
+   */
+  async startCanary(input: StartCanaryInput): Promise<TrafficChangeResult> {
+    checkShare(input.trafficPercent);
+    return this.changeTraffic(input.deploymentName, async ({ tx, deployment, modelName, active }) => {
+      const version = await this.versionOfModel(tx, modelName, input.versionId, 'share');
+      if (version.status !== 'blessed') {
+        throw new RegistryConflictError(
+          `model ${modelName} version ${version.version} is ${version.status}, not blessed: an unblessed version never answers requests`,
+        );
+      }
+      const champion = championOf(input.deploymentName, active);
+      if (champion.versionId === input.versionId) {
+        throw new RegistryConflictError(
+          `model ${modelName} version ${version.version} already is the champion of deployment ${input.deploymentName}`,
+        );
+      }
+      const challenger = active.find((r) => r.role === 'challenger');
+      if (challenger && challenger.versionId !== input.versionId) {
+        throw new RegistryConflictError(
+          `deployment ${input.deploymentName} already runs a canary of another version; promote or roll it back first`,
+        );
+      }
+      const stickyKey = input.stickyKey ?? null;
+      const config = withStickyKey(deployment.config, stickyKey);
+      if (
+        challenger &&
+        challenger.trafficPercent === input.trafficPercent &&
+        (deployment.config[STICKY_KEY_CONFIG] ?? null) === stickyKey
+      ) {
+        return null;
+      }
+      const shadow = active.find((r) => r.role === 'shadow' && r.versionId === input.versionId);
+      return {
+        end: [champion, ...(challenger ? [challenger] : []), ...(shadow ? [shadow] : [])],
+        start: [
+          { versionId: champion.versionId, role: 'champion', trafficPercent: 100 - input.trafficPercent },
+          { versionId: input.versionId, role: 'challenger', trafficPercent: input.trafficPercent },
+        ],
+        config,
+        actor: input.actor,
+        reason: input.reason,
+        versionId: input.versionId,
+      };
+    });
+  }
+
+  /**
+   * Changes the shares of the running canary: the champion and challenger revisions are ended and started again at
+   * 100 - p and p. Idempotent: the same share changes nothing.
+   *
+   * @throws RegistryNotFoundError when the deployment does not exist.
+   * @throws RegistryConflictError when no canary runs (or one of another version than `versionId`), or the share is
+   *   not an integer from 1 to 99.
+   */
+  async setChallengerTraffic(input: SetChallengerTrafficInput): Promise<TrafficChangeResult> {
+    checkShare(input.trafficPercent);
+    return this.changeTraffic(input.deploymentName, async ({ active }) => {
+      const champion = championOf(input.deploymentName, active);
+      const challenger = challengerOf(input.deploymentName, active, input.versionId);
+      if (challenger.trafficPercent === input.trafficPercent) return null;
+      return {
+        end: [champion, challenger],
+        start: [
+          { versionId: champion.versionId, role: 'champion', trafficPercent: 100 - input.trafficPercent },
+          { versionId: challenger.versionId, role: 'challenger', trafficPercent: input.trafficPercent },
+        ],
+        actor: input.actor,
+        reason: input.reason,
+        versionId: challenger.versionId,
+      };
+    });
+  }
+
+  /**
+   * Promotes the running canary: the challenger becomes the champion with all of the traffic, the old champion's
+   * revision ends, the model's `champion` alias moves, the sticky key is dropped from the config; shadows keep
+   * running. One transaction, notified.
+   *
+   * Idempotent: when no canary runs and `versionId` already is the champion (a retried promotion), nothing is
+   * written and `changed` is false.
+   *
+   * @throws RegistryNotFoundError when the deployment does not exist.
+   * @throws RegistryConflictError when no canary (of `versionId`) runs, or its version is no longer blessed.
+   */
+  async promoteChallenger(input: EndRevisionInput): Promise<TrafficChangeResult> {
+    return this.changeTraffic(input.deploymentName, async ({ tx, deployment, modelName, active }) => {
+      const champion = championOf(input.deploymentName, active);
+      const running = active.find((r) => r.role === 'challenger');
+      if (!running && input.versionId !== undefined && champion.versionId === input.versionId) return null;
+      const challenger = challengerOf(input.deploymentName, active, input.versionId);
+      const version = await this.versionOfModel(tx, modelName, challenger.versionId, 'share');
+      if (version.status !== 'blessed') {
+        throw new RegistryConflictError(
+          `model ${modelName} version ${version.version} is ${version.status}, not blessed: it cannot become the champion`,
+        );
+      }
+      return {
+        end: [champion, challenger],
+        start: [{ versionId: challenger.versionId, role: 'champion', trafficPercent: 100 }],
+        config: withStickyKey(deployment.config, null),
+        championVersionId: challenger.versionId,
+        actor: input.actor,
+        reason: input.reason,
+        versionId: challenger.versionId,
+      };
+    });
+  }
+
+  /**
+   * Rolls the running canary back: the challenger's revision ends and the champion gets all of the traffic again
+   * (a new champion revision at 100 %, with the reason), the sticky key is dropped from the config. One transaction,
+   * notified.
+   *
+   * Idempotent: when no canary (of `versionId`, when given) runs, nothing is written and `changed` is false.
+   *
+   * @throws RegistryNotFoundError when the deployment does not exist.
+   */
+  async rollbackChallenger(input: EndRevisionInput): Promise<TrafficChangeResult> {
+    return this.changeTraffic(input.deploymentName, async ({ deployment, active }) => {
+      const challenger = active.find((r) => r.role === 'challenger');
+      if (!challenger || (input.versionId !== undefined && challenger.versionId !== input.versionId)) return null;
+      const champion = championOf(input.deploymentName, active);
+      return {
+        end: [champion, challenger],
+        start: [{ versionId: champion.versionId, role: 'champion', trafficPercent: 100 }],
+        config: withStickyKey(deployment.config, null),
+        actor: input.actor,
+        reason: input.reason,
+        versionId: challenger.versionId,
+      };
+    });
+  }
+
+  /**
+   * Starts scoring the version in shadow: a shadow revision at 0 % (it never answers); the champion and a canary are
+   * unchanged. One transaction, notified. Idempotent: a version already in shadow changes nothing.
+   *
+   * @throws RegistryNotFoundError when the deployment does not exist or the version is not one of its model's.
+   * @throws RegistryConflictError when the version is rejected or archived, or already serves as champion or
+   *   challenger, or the deployment has no champion.
+   */
+  async startShadow(input: StartShadowInput): Promise<TrafficChangeResult> {
+    return this.changeTraffic(input.deploymentName, async ({ tx, modelName, active }) => {
+      const version = await this.versionOfModel(tx, modelName, input.versionId, 'share');
+      if (version.status !== 'blessed' && version.status !== 'registered') {
+        throw new RegistryConflictError(
+          `model ${modelName} version ${version.version} is ${version.status}: only registered or blessed versions run in shadow`,
+        );
+      }
+      championOf(input.deploymentName, active);
+      const current = active.find((r) => r.versionId === input.versionId);
+      if (current?.role === 'shadow') return null;
+      if (current) {
+        throw new RegistryConflictError(
+          `model ${modelName} version ${version.version} already serves deployment ${input.deploymentName} as ${current.role}`,
+        );
+      }
+      return {
+        end: [],
+        start: [{ versionId: input.versionId, role: 'shadow', trafficPercent: 0 }],
+        actor: input.actor,
+        reason: input.reason,
+        versionId: input.versionId,
+      };
+    });
+  }
+
+  /**
+   * Stops the deployment's shadows (or the one of `versionId`): their revisions end, and the champion's revision is
+   * started again (same version and share) to record when and why. One transaction, notified. Idempotent: when no
+   * such shadow runs, nothing is written and `changed` is false.
+   *
+   * @throws RegistryNotFoundError when the deployment does not exist.
+   */
+  async stopShadow(input: EndRevisionInput): Promise<TrafficChangeResult> {
+    return this.changeTraffic(input.deploymentName, async ({ active }) => {
+      const shadows = active.filter(
+        (r) => r.role === 'shadow' && (input.versionId === undefined || r.versionId === input.versionId),
+      );
+      if (shadows.length === 0) return null;
+      const champion = championOf(input.deploymentName, active);
+      return {
+        end: [champion, ...shadows],
+        start: [{ versionId: champion.versionId, role: 'champion', trafficPercent: champion.trafficPercent }],
+        actor: input.actor,
+        reason: input.reason,
+        versionId: shadows[0]!.versionId,
+      };
+    });
+  }
+
+  /**
+   * One change of a deployment's traffic: in one transaction with the deployment row locked, `plan` reads the active
+   * revisions and says which to end and which to start (null: nothing to do); then the revisions are ended and
+   * started at one clock_timestamp(), the strategy follows the active roles (canary while a challenger serves, shadow
+   * while only shadows run beside the champion, else replace), the config and `champion` alias are updated when the
+   * plan says so, and the change is notified on {@link DEPLOYMENTS_CHANNEL} (delivered on commit).
+   */
+  private async changeTraffic(
+    deploymentName: string,
+    plan: (state: {
+      tx: Transaction;
+      deployment: Deployment;
+      modelName: string;
+      active: DeploymentRevision[];
+    }) => Promise<TrafficPlan | null>,
+  ): Promise<TrafficChangeResult> {
+    return this.db.transaction(async (tx) => {
+      const [deployment] = await tx
+        .select()
+        .from(deployments)
+        .where(eq(deployments.name, deploymentName))
+        .for('update');
+      if (!deployment) throw new RegistryNotFoundError(`deployment ${deploymentName} does not exist`);
+      const [model] = await tx
+        .select({ name: registeredModels.name })
+        .from(registeredModels)
+        .where(eq(registeredModels.id, deployment.modelId));
+      if (!model) throw new Error(`deployment ${deploymentName}: its model vanished`);
+      const readActive = () =>
+        tx
+          .select()
+          .from(deploymentRevisions)
+          .where(and(eq(deploymentRevisions.deploymentId, deployment.id), isNull(deploymentRevisions.endedAt)))
+          .orderBy(roleOrder, asc(deploymentRevisions.startedAt));
+      const active = await readActive();
+      const change = await plan({ tx, deployment, modelName: model.name, active });
+      if (!change) return { deployment, modelName: model.name, active, changed: false };
+
+      const now = await tx.execute<{ now: string }>(sql`select clock_timestamp()::text as now`);
+      const at = sql`${now.rows[0]?.now}::timestamptz`;
+      if (change.end.length > 0) {
+        await tx
+          .update(deploymentRevisions)
+          .set({ endedAt: at })
+          .where(
+            and(
+              inArray(
+                deploymentRevisions.id,
+                change.end.map((r) => r.id),
+              ),
+              isNull(deploymentRevisions.endedAt),
+            ),
+          );
+      }
+      const started = await tx
+        .insert(deploymentRevisions)
+        .values(
+          change.start.map((s) => ({
+            deploymentId: deployment.id,
+            versionId: s.versionId,
+            role: s.role,
+            trafficPercent: s.trafficPercent,
+            reason: change.reason,
+            actor: change.actor,
+            startedAt: at,
+          })),
+        )
+        .returning();
+      const after = await readActive();
+      const strategy: DeploymentStrategy = after.some((r) => r.role === 'challenger')
+        ? 'canary'
+        : after.some((r) => r.role === 'shadow')
+          ? 'shadow'
+          : 'replace';
+      const [updated] = await tx
+        .update(deployments)
+        .set({ strategy, ...(change.config ? { config: change.config } : {}) })
+        .where(eq(deployments.id, deployment.id))
+        .returning();
+      if (change.championVersionId !== undefined) {
+        await tx
+          .insert(modelAliases)
+          .values({ modelId: deployment.modelId, alias: CHAMPION_ALIAS, versionId: change.championVersionId })
+          .onConflictDoUpdate({
+            target: [modelAliases.modelId, modelAliases.alias],
+            set: { versionId: change.championVersionId },
+          });
+      }
+      const notification: DeploymentNotification = {
+        deployment: deploymentName,
+        modelName: model.name,
+        versionId: change.versionId,
+        revisionId: started[0]?.id ?? '',
+      };
+      await tx.execute(sql`select pg_notify(${DEPLOYMENTS_CHANNEL}, ${JSON.stringify(notification)})`);
+      return { deployment: updated ?? deployment, modelName: model.name, active: after, changed: true };
+    });
+  }
+
   /** The deployment's active revisions (champion first), with version numbers; empty when it does not exist. */
   async activeRevisions(deploymentName: string): Promise<RevisionSummary[]> {
     const rows = await this.db
@@ -504,6 +861,52 @@ export class RegistryStore {
     if (!version || version.modelId !== model.id) throw missing();
     return version;
   }
+}
+
+/** What one traffic change ends and starts (see RegistryStore.changeTraffic). */
+interface TrafficPlan {
+  end: DeploymentRevision[];
+  start: { versionId: string; role: DeploymentRole; trafficPercent: number }[];
+  /** The deployment's new config, when it changes. */
+  config?: DeploymentConfig;
+  /** Moves the model's `champion` alias to this version. */
+  championVersionId?: string;
+  actor: string;
+  reason: string;
+  /** The version the notification names. */
+  versionId: string;
+}
+
+function checkShare(percent: number): void {
+  if (!Number.isInteger(percent) || percent < 1 || percent > 99) {
+    throw new RegistryConflictError(`a canary's share of the traffic is an integer from 1 to 99, got ${percent}`);
+  }
+}
+
+function championOf(deploymentName: string, active: readonly DeploymentRevision[]): DeploymentRevision {
+  const champion = active.find((r) => r.role === 'champion');
+  if (!champion)
+    throw new RegistryConflictError(`deployment ${deploymentName} has no active champion; deploy one first`);
+  return champion;
+}
+
+function challengerOf(
+  deploymentName: string,
+  active: readonly DeploymentRevision[],
+  versionId: string | undefined,
+): DeploymentRevision {
+  const challenger = active.find((r) => r.role === 'challenger');
+  if (!challenger) throw new RegistryConflictError(`deployment ${deploymentName} runs no canary`);
+  if (versionId !== undefined && challenger.versionId !== versionId) {
+    throw new RegistryConflictError(`deployment ${deploymentName} runs a canary of another version than ${versionId}`);
+  }
+  return challenger;
+}
+
+/** The config with the sticky key set to `stickyKey`, or without one for null. */
+function withStickyKey(config: DeploymentConfig, stickyKey: string | null): DeploymentConfig {
+  const { [STICKY_KEY_CONFIG]: _previous, ...rest } = config;
+  return stickyKey === null ? rest : { ...rest, [STICKY_KEY_CONFIG]: stickyKey };
 }
 
 /** Creates the model if needed and locks its row for the rest of the transaction. */

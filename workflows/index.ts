@@ -22,3 +22,21 @@ export {
   type ApprovalRequest,
   type ApprovalDecision,
 } from './training-pipeline.js';
+export {
+  deploymentRollout,
+  rolloutStateQuery,
+  type DeploymentRolloutInput,
+  type DeploymentRolloutResult,
+  type RolloutOutcome,
+  type RolloutPhase,
+  type RolloutState,
+  type RolloutStep,
+} from './deployment-rollout.js';
+export {
+  batchScore,
+  batchScoreStateQuery,
+  type BatchScoreInput,
+  type BatchScoreResult,
+  type BatchScoreStage,
+  type BatchScoreState,
+} from './batch-score.js';

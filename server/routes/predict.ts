@@ -4,6 +4,7 @@ import { BatcherOverloadedError } from '../../serving/batcher.js';
 import type { LoadedModel } from '../../serving/loaded-model.js';
 import { UNRESOLVED, type ModelMetrics, type ServingMetrics } from '../../serving/metrics.js';
 import { ModelUnavailableError, ServingNotFoundError, type ModelPool } from '../../serving/model-pool.js';
+import type { PredictionLogWriter } from '../../serving/prediction-log.js';
 import { parsePredictBody, PredictRequestError, validateInstances } from '../../serving/signature.js';
 import type { AppEnv } from '../context.js';
 import {
@@ -17,10 +18,12 @@ import { createRouter } from '../router.js';
 import { errorResponse, jsonResponse } from './common.js';
 
 export interface PredictDeps {
-  readonly pool: Pick<ModelPool, 'acquire'>;
+  readonly pool: Pick<ModelPool, 'acquireTarget' | 'shadow'>;
   readonly metrics: ServingMetrics;
   /** Most instances in one request; more is a 413 naming `instances`. Default 1000. */
   readonly maxInstances?: number;
+  /** Where answered requests are logged (sampled, queued, written in the background); none: nothing is logged. */
+  readonly predictionLog?: Pick<PredictionLogWriter, 'enqueue'>;
 }
 
 export const DEFAULT_MAX_INSTANCES = 1000;
@@ -109,19 +112,35 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
     let status = 500;
     try {
       const request = parsePredictBody(await readJson(c), maxInstances);
-      const acquired = deps.pool.acquire(c.req.param('name'), request);
-      const model: LoadedModel = acquired instanceof Promise ? await acquired : acquired;
+      const acquired = deps.pool.acquireTarget(c.req.param('name'), request);
+      const target = acquired instanceof Promise ? await acquired : acquired;
+      const model: LoadedModel = target.model;
       metrics = model.metrics;
       try {
         validateInstances(model.signature, request);
         const slice = await model.score(request.instances);
         const predictions = model.predictions(slice);
+        const requestId = c.get('requestId');
         const body =
           model.classes === undefined
-            ? { model: model.summary, requestId: c.get('requestId'), predictions }
-            : { model: model.summary, requestId: c.get('requestId'), classes: model.classes, predictions };
+            ? { model: model.summary, requestId, predictions }
+            : { model: model.summary, requestId, classes: model.classes, predictions };
         status = 200;
-        return c.json(body, 200);
+        const response = c.json(body, 200);
+        // After the answer is built, and only references: the writer serialises rows in the background.
+        deps.predictionLog?.enqueue({
+          requestId,
+          loggedAt: Date.now(),
+          deployment: target.deployment ?? null,
+          model: model.summary,
+          role: target.role,
+          instances: request.instances,
+          outputs: predictions,
+          latencyMs: performance.now() - started,
+        });
+        // The deployment's shadows score a copy on a later turn of the event loop: never part of this answer.
+        if (target.deployment !== undefined) deps.pool.shadow(target.deployment, request.instances, requestId);
+        return response;
       } finally {
         model.release();
       }

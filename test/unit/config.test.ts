@@ -44,6 +44,7 @@ describe('loadConfig', () => {
         consolePort: 9001,
       },
       api: { host: '127.0.0.1', port: 3000, bodyLimitBytes: 1_048_576 },
+      predictionLog: { sampleRate: 1, queueSize: 100_000, batchSize: 1_000, flushMs: 200 },
       worker: {
         maxConcurrentActivities: 8,
         maxConcurrentWorkflowTasks: 16,
@@ -79,6 +80,10 @@ describe('loadConfig', () => {
         MINIO_CONSOLE_PORT: '19001',
         API_HOST: '0.0.0.0',
         API_PORT: '8080',
+        PREDICTION_LOG_SAMPLE_RATE: '0.05',
+        PREDICTION_LOG_QUEUE_SIZE: '5000',
+        PREDICTION_LOG_BATCH_SIZE: '250',
+        PREDICTION_LOG_FLUSH_MS: '50',
         SERVICE_START_TIMEOUT_SECONDS: '5',
       },
       cwd,
@@ -93,6 +98,7 @@ describe('loadConfig', () => {
       database: { url: 'postgresql://u:p@db:5432/mlops', port: 15433 },
       s3: { endpoint: 'http://minio:9000', bucket: 'my.bucket-1', port: 19000, consolePort: 19001 },
       api: { host: '0.0.0.0', port: 8080 },
+      predictionLog: { sampleRate: 0.05, queueSize: 5000, batchSize: 250, flushMs: 50 },
       serviceStartTimeoutSeconds: 5,
     });
   });
@@ -114,6 +120,11 @@ describe('loadConfig', () => {
     ['TEMPORAL_ADDRESS', 'http://temporal:7233'],
     ['SERVICE_START_TIMEOUT_SECONDS', '0'],
     ['MLOPS_DEMO', 'maybe'],
+    ['PREDICTION_LOG_SAMPLE_RATE', '1.5'],
+    ['PREDICTION_LOG_SAMPLE_RATE', '-0.1'],
+    ['PREDICTION_LOG_SAMPLE_RATE', 'half'],
+    ['PREDICTION_LOG_SAMPLE_RATE', ''],
+    ['PREDICTION_LOG_QUEUE_SIZE', '0'],
   ])('rejects %s=%j with a ConfigError naming the variable', (variable, value) => {
     const error = configError({ [variable]: value });
     expect(error.name).toBe('ConfigError');

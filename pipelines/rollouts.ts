@@ -1,0 +1,112 @@
+/**
+ * Starting and reading deployment rollouts from outside a workflow (the HTTP API, tests): a canary runs as a
+ * `deploymentRollout` workflow whose id is derived from the deployment and a rollout id.
+ */
+import { randomUUID } from 'node:crypto';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { SearchAttributeKeys } from '../core/constants.js';
+import {
+  deploymentRollout,
+  rolloutStateQuery,
+  type DeploymentRolloutInput,
+  type DeploymentRolloutResult,
+  type RolloutState,
+} from '../workflows/index.js';
+
+export interface RolloutRunnerDeps {
+  readonly client: Client;
+  /** The main task queue, where the rollout workflow and its activities run. */
+  readonly taskQueue: string;
+}
+
+/** The workflow id of a rollout: one per deployment and rollout id. */
+export function rolloutWorkflowId(deploymentName: string, rolloutId: string): string {
+  return `rollout-${deploymentName}-${rolloutId}`;
+}
+
+export interface StartedRollout {
+  readonly rolloutId: string;
+  readonly workflowId: string;
+}
+
+/** Starts a canary rollout workflow; `modelName` is its search attribute. */
+export async function startDeploymentRollout(
+  deps: RolloutRunnerDeps,
+  input: DeploymentRolloutInput,
+  modelName: string,
+  rolloutId: string = randomUUID(),
+): Promise<StartedRollout> {
+  const workflowId = rolloutWorkflowId(input.deploymentName, rolloutId);
+  await deps.client.workflow.start(deploymentRollout, {
+    workflowId,
+    taskQueue: deps.taskQueue,
+    args: [input],
+    typedSearchAttributes: [
+      { key: SearchAttributeKeys.model, value: modelName },
+      { key: SearchAttributeKeys.stage, value: 'starting' },
+    ],
+    staticSummary: `canary of ${modelName} on ${input.deploymentName}: ${input.trafficPercent}% for ${input.durationSeconds}s`,
+  });
+  return { rolloutId, workflowId };
+}
+
+export type RolloutStatus = 'running' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out' | 'unknown';
+
+export interface RolloutView {
+  readonly rolloutId: string;
+  readonly workflowId: string;
+  readonly status: RolloutStatus;
+  /** The workflow's state (its result once completed); absent when it could not be read. */
+  readonly state?: RolloutState | DeploymentRolloutResult;
+  /** Why it failed, when it did. */
+  readonly failure?: string;
+}
+
+const STATUSES: Record<string, RolloutStatus> = {
+  RUNNING: 'running',
+  COMPLETED: 'completed',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+  TERMINATED: 'terminated',
+  TIMED_OUT: 'timed_out',
+  CONTINUED_AS_NEW: 'running',
+};
+
+/** The rollout's status and state, or undefined when there is no such rollout. */
+export async function getDeploymentRollout(
+  deps: RolloutRunnerDeps,
+  deploymentName: string,
+  rolloutId: string,
+): Promise<RolloutView | undefined> {
+  const workflowId = rolloutWorkflowId(deploymentName, rolloutId);
+  const handle = deps.client.workflow.getHandle(workflowId);
+  let description;
+  try {
+    description = await handle.describe();
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
+  if (description.type !== 'deploymentRollout') return undefined;
+  const status = STATUSES[description.status.name] ?? 'unknown';
+  const base = { rolloutId, workflowId, status };
+  if (status === 'completed') {
+    return { ...base, state: (await handle.result()) as DeploymentRolloutResult };
+  }
+  // Running, or ended without a result: the query still answers (a worker replays the closed history).
+  let state: RolloutState | undefined;
+  try {
+    state = await handle.query(rolloutStateQuery);
+  } catch {
+    state = undefined;
+  }
+  let failure: string | undefined;
+  if (status === 'failed' || status === 'timed_out' || status === 'terminated') {
+    failure = await handle.result().then(
+      () => undefined,
+      (error: unknown) =>
+        error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error),
+    );
+  }
+  return { ...base, ...(state ? { state } : {}), ...(failure ? { failure } : {}) };
+}

@@ -1,0 +1,562 @@
+/**
+ * Prediction logs: the serving logs that monitoring reads (the `prediction_logs` table), written by the API process
+ * in the background so that logging never slows or fails a prediction.
+ *
+ * - The request path only calls {@link PredictionLogWriter.enqueue}: O(1), synchronous, never throws. It keeps
+ *   references to the request's instances and the computed predictions; nothing is serialised there.
+ * - Sampling is per request (every instance of a sampled request is logged) and deterministic: a request is logged
+ *   when {@link requestSample} of its id is below `sampleRate`, so a shadow's copy of a request is logged exactly when
+ *   the answer it is compared with is.
+ * - The queue is bounded in rows. A request whose rows do not all fit is dropped whole (the newest is dropped, what
+ *   is already queued keeps its place), counted in `dropped` and `mlops_serving_prediction_logs_dropped_total`.
+ * - One flusher writes batches in order, one statement per batch (a single JSON parameter expanded by
+ *   `json_to_recordset`, so there is no 65 535-parameter limit and no per-row parameter encoding), whenever
+ *   `batchSize` rows wait or every `flushMs`. Rows stay queued until Postgres acknowledged them: when it is slow
+ *   or down, writes back off (doubling up to `retryMaxMs`) and resume where they stopped, with one warning per
+ *   outage. Rows Postgres refuses for their content (a data or constraint error, such as a NUL character in a
+ *   feature) are isolated by splitting the batch, and only those are counted as `rejected`.
+ * - Delivery is at least once: a batch whose commit succeeded but whose acknowledgement was lost with the connection
+ *   is written again. Without that rare case, every row that is not counted as dropped or rejected lands once.
+ * - Memory is bounded by `queueSize` rows (each holding its request's feature object and prediction).
+ */
+import pg from 'pg';
+import type { Logger } from '../core/logger.js';
+import type { DeploymentRole } from '../schema/deployments.js';
+import type { ShadowResult } from './model-pool.js';
+
+/** One answered request, as the predict route hands it over: one row per instance. */
+export interface PredictionLogRecord {
+  readonly requestId: string;
+  /** When the prediction was made, in ms since the epoch (`Date.now()`). */
+  readonly loggedAt: number;
+  /** The deployment addressed; null when a model (or one of its versions) was addressed directly. */
+  readonly deployment: string | null;
+  readonly model: { readonly name: string; readonly version: number; readonly versionId: string };
+  readonly role: DeploymentRole;
+  /** The instances as received: each one becomes a row's `features`. Must not be mutated once enqueued. */
+  readonly instances: readonly object[];
+  /** One output per instance, in the same order (null or absent for an instance the model failed on). */
+  readonly outputs?: readonly (object | null)[] | undefined;
+  /** Time from the request's arrival to its response, in ms (shared by the request's rows). */
+  readonly latencyMs: number;
+  /** Set when the model failed on these instances. */
+  readonly error?: string | undefined;
+}
+
+/** One row of `prediction_logs`, as the sink receives it (the id is the table's). */
+export interface PredictionLogRow {
+  readonly requestId: string;
+  /** ms since the epoch. */
+  readonly loggedAt: number;
+  readonly deployment: string | null;
+  readonly model: string;
+  readonly versionId: string;
+  readonly version: number;
+  readonly role: DeploymentRole;
+  readonly features: object;
+  readonly outputs: object | null;
+  readonly latencyMs: number;
+  readonly error: string | null;
+}
+
+/** Writes one batch atomically (all rows or none), in order; rejects when it could not. */
+export type PredictionLogSink = (rows: readonly PredictionLogRow[]) => Promise<void>;
+
+type Inc = { inc(value?: number): void };
+
+/** The metrics the writer feeds; ServingMetrics provides them. */
+export interface PredictionLogMetrics {
+  readonly droppedLogs: Inc;
+  readonly writtenLogs: Inc;
+  readonly rejectedLogs: Inc;
+  readonly logWriteErrors: Inc;
+  readonly logFlushDuration: { observe(seconds: number): void };
+  /** The queue depth gauge reads this when scraped (so the request path never touches it). */
+  setLogQueueDepthSource(source: () => number): void;
+}
+
+export interface PredictionLogOptions {
+  /** Share of requests logged, 0 to 1. Default 1 (every request). */
+  readonly sampleRate?: number;
+  /** Most rows waiting to be written; more are dropped and counted. Default 100 000. */
+  readonly queueSize?: number;
+  /** Rows per INSERT; a full batch is written at once. Default 1 000. */
+  readonly batchSize?: number;
+  /** Longest a row waits for its batch to fill, in ms. Default 200. */
+  readonly flushMs?: number;
+}
+
+export interface PredictionLogWriterOptions extends PredictionLogOptions {
+  readonly write: PredictionLogSink;
+  /** First retry delay after a failed write, in ms; doubles per failure. Default 100. */
+  readonly retryMinMs?: number;
+  /** Longest delay between retries, in ms. Default 5 000. */
+  readonly retryMaxMs?: number;
+  /** Whether a write error means Postgres refuses these rows (split and isolate them) rather than being down. */
+  readonly isRejected?: (error: unknown) => boolean;
+  /** The sampling draw of a request id, in [0, 1). Default {@link requestSample}. */
+  readonly sample?: (requestId: string) => number;
+  readonly metrics?: PredictionLogMetrics;
+  readonly logger?: Logger;
+  /** Called once by `close()` after the last write (ends the sink's connections). */
+  readonly onClose?: () => Promise<void>;
+}
+
+/** The writer's counters, for tests and shutdown reports. */
+export interface PredictionLogStats {
+  /** Rows waiting (queued or being written). */
+  readonly depth: number;
+  readonly written: number;
+  /** Rows that did not fit in the queue, or were still unwritten when `close` gave up. */
+  readonly dropped: number;
+  /** Rows Postgres refused for their content. */
+  readonly rejected: number;
+  /** Requests not logged by sampling. */
+  readonly sampledOut: number;
+  /** Failed write attempts (each retry counts). */
+  readonly writeErrors: number;
+}
+
+export const PREDICTION_LOG_DEFAULTS = {
+  sampleRate: 1,
+  queueSize: 100_000,
+  batchSize: 1_000,
+  flushMs: 200,
+} as const satisfies Required<PredictionLogOptions>;
+
+/** Default bound on `close()`, in ms. */
+export const PREDICTION_LOG_CLOSE_TIMEOUT_MS = 5_000;
+
+/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation): the rows, not the server. */
+export function isRejectedRowsError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
+}
+
+/**
+ * The bounded, batching, retrying writer of prediction logs (see the module comment). It starts flushing when
+ * constructed; `close()` stops it.
+ */
+export class PredictionLogWriter {
+  readonly #write: PredictionLogSink;
+  readonly #sampleRate: number;
+  readonly #queueSize: number;
+  readonly #batchSize: number;
+  readonly #flushMs: number;
+  readonly #retryMinMs: number;
+  readonly #retryMaxMs: number;
+  readonly #isRejected: (error: unknown) => boolean;
+  readonly #sample: (requestId: string) => number;
+  readonly #metrics: PredictionLogMetrics | undefined;
+  readonly #logger: Logger | undefined;
+  readonly #onClose: (() => Promise<void>) | undefined;
+
+  /** Queued records from `#head` on (earlier slots are already taken). */
+  #records: (PredictionLogRecord | undefined)[] = [];
+  #head = 0;
+  #queuedRows = 0;
+  /** Rows taken from the queue and not yet acknowledged: chunks written in order (split when rows are refused). */
+  readonly #inflight: PredictionLogRow[][] = [];
+  #inflightRows = 0;
+
+  #written = 0;
+  #dropped = 0;
+  #rejected = 0;
+  #sampledOut = 0;
+  #writeErrors = 0;
+
+  #state: 'open' | 'closing' | 'closed' = 'open';
+  /** Set when `close` gave up on the rows still in flight: a late acknowledgement must not count them again. */
+  #abandoned = false;
+  #closing: Promise<PredictionLogStats> | undefined;
+  /** Ends the flusher's current wait early. */
+  #wake: (() => void) | undefined;
+  #backoffMs = 0;
+  #outage: { since: number; attempts: number } | undefined;
+  /** Whether drops were already reported since the last successful write. */
+  #dropWarned = false;
+  readonly #loop: Promise<void>;
+
+  constructor(options: PredictionLogWriterOptions) {
+    this.#write = options.write;
+    this.#sampleRate = checked('sampleRate', options.sampleRate ?? PREDICTION_LOG_DEFAULTS.sampleRate, 0, 1);
+    this.#queueSize = checked('queueSize', options.queueSize ?? PREDICTION_LOG_DEFAULTS.queueSize, 1);
+    this.#batchSize = checked('batchSize', options.batchSize ?? PREDICTION_LOG_DEFAULTS.batchSize, 1);
+    this.#flushMs = checked('flushMs', options.flushMs ?? PREDICTION_LOG_DEFAULTS.flushMs, 0);
+    this.#retryMinMs = checked('retryMinMs', options.retryMinMs ?? 100, 1);
+    this.#retryMaxMs = Math.max(this.#retryMinMs, options.retryMaxMs ?? 5_000);
+    this.#isRejected = options.isRejected ?? isRejectedRowsError;
+    this.#sample = options.sample ?? requestSample;
+    this.#metrics = options.metrics;
+    this.#logger = options.logger;
+    this.#onClose = options.onClose;
+    this.#metrics?.setLogQueueDepthSource(() => this.depth);
+    this.#loop = this.#run();
+  }
+
+  /** Rows waiting to be written (queued or in flight). */
+  get depth(): number {
+    return this.#queuedRows + this.#inflightRows;
+  }
+
+  get stats(): PredictionLogStats {
+    return {
+      depth: this.depth,
+      written: this.#written,
+      dropped: this.#dropped,
+      rejected: this.#rejected,
+      sampledOut: this.#sampledOut,
+      writeErrors: this.#writeErrors,
+    };
+  }
+
+  /**
+   * Queues a request's rows unless sampling skips it; true when queued. Never throws, never waits: when the queue
+   * cannot hold every row of the request, the request is dropped and counted. After `close()`, rows are dropped.
+   */
+  enqueue(record: PredictionLogRecord): boolean {
+    const rows = record.instances.length;
+    if (this.#sampleRate < 1 && !(this.#sample(record.requestId) < this.#sampleRate)) {
+      this.#sampledOut++;
+      return false;
+    }
+    if (rows === 0) return false;
+    if (this.#state !== 'open' || this.#queuedRows + this.#inflightRows + rows > this.#queueSize) {
+      this.#drop(rows, this.#state === 'open' ? 'the queue is full' : 'the writer is closed');
+      return false;
+    }
+    this.#records.push(record);
+    this.#queuedRows += rows;
+    if (this.#queuedRows >= this.#batchSize && this.#backoffMs === 0) this.#wakeUp();
+    return true;
+  }
+
+  /**
+   * Stops accepting rows and writes what is queued, for at most `timeoutMs`; rows still unwritten then are counted
+   * as dropped (a batch in flight at that moment may still land). Resolves with the final counters. Idempotent.
+   */
+  close(timeoutMs: number = PREDICTION_LOG_CLOSE_TIMEOUT_MS): Promise<PredictionLogStats> {
+    this.#closing ??= this.#closeOnce(timeoutMs);
+    return this.#closing;
+  }
+
+  async #closeOnce(timeoutMs: number): Promise<PredictionLogStats> {
+    const deadline = performance.now() + timeoutMs;
+    this.#state = 'closing';
+    this.#wakeUp();
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, timeoutMs));
+    });
+    await Promise.race([this.#loop, expired]);
+    clearTimeout(timer);
+    const left = this.depth;
+    if (left > 0) {
+      this.#abandoned = true;
+      this.#dropped += left;
+      this.#metrics?.droppedLogs.inc(left);
+      this.#logger?.warn(
+        { dropped: left, timeoutMs },
+        'prediction logs: rows still unwritten at shutdown were dropped (Postgres slow or down)',
+      );
+    }
+    this.#state = 'closed';
+    this.#wakeUp();
+    this.#records = [];
+    this.#head = 0;
+    this.#queuedRows = 0;
+    this.#inflight.length = 0;
+    this.#inflightRows = 0;
+    if (this.#onClose) {
+      // Bounded too: ending a pool waits for a query in flight.
+      const bound = Math.max(500, deadline - performance.now());
+      let endTimer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.#onClose().catch((error: unknown) =>
+          this.#logger?.warn({ err: error }, 'prediction logs: closing the connection failed'),
+        ),
+        new Promise<void>((resolve) => {
+          endTimer = setTimeout(resolve, bound);
+        }),
+      ]);
+      clearTimeout(endTimer);
+    }
+    return this.stats;
+  }
+
+  #drop(rows: number, why: string): void {
+    this.#dropped += rows;
+    this.#metrics?.droppedLogs.inc(rows);
+    if (!this.#dropWarned) {
+      this.#dropWarned = true;
+      this.#logger?.warn(
+        { depth: this.depth, queueSize: this.#queueSize },
+        `prediction logs: dropping rows, ${why} (counted in mlops_serving_prediction_logs_dropped_total)`,
+      );
+    }
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    if (wake !== undefined) {
+      this.#wake = undefined;
+      wake();
+    }
+  }
+
+  /** Waits `ms`, or less when woken. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      // The API's server keeps the process alive; an idle writer must not (close() flushes on shutdown).
+      timer.unref();
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+
+  /** Read after an await (TypeScript would keep the narrowing from before it). */
+  get #stopped(): boolean {
+    return this.#state === 'closed';
+  }
+
+  async #run(): Promise<void> {
+    while (this.#state !== 'closed') {
+      const closing = this.#state === 'closing';
+      if (closing && this.depth === 0) return;
+      // While closing, retry at once unless a write just failed (then keep backing off, within close's bound).
+      await this.#sleep(this.#backoffMs > 0 ? this.#backoffMs : closing ? 0 : this.#flushMs);
+      if (this.#stopped) return;
+      await this.#drain();
+    }
+  }
+
+  /**
+   * Writes batch by batch: every row queued when the flusher woke, then more while full batches wait (everything
+   * while closing); stops at the first failed write.
+   */
+  async #drain(): Promise<void> {
+    let owed = this.#queuedRows;
+    for (;;) {
+      if (this.#inflight.length === 0) {
+        const more = owed > 0 || this.#state !== 'open' || this.#queuedRows >= this.#batchSize;
+        if (!more || !this.#take()) return;
+        owed -= this.#inflight[0]!.length;
+      }
+      if (!(await this.#writeInflight())) return;
+    }
+  }
+
+  /** Moves the next batch (whole records, at most `batchSize` rows unless one record is larger) in flight. */
+  #take(): boolean {
+    const records = this.#records;
+    const batch: PredictionLogRow[] = [];
+    while (this.#head < records.length) {
+      const record = records[this.#head]!;
+      const n = record.instances.length;
+      if (batch.length > 0 && batch.length + n > this.#batchSize) break;
+      records[this.#head++] = undefined;
+      appendRows(batch, record);
+    }
+    if (this.#head === records.length) {
+      records.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= records.length) {
+      this.#records = records.slice(this.#head);
+      this.#head = 0;
+    }
+    if (batch.length === 0) return false;
+    this.#queuedRows -= batch.length;
+    this.#inflightRows += batch.length;
+    this.#inflight.push(batch);
+    return true;
+  }
+
+  /** Writes the rows in flight; false when Postgres could not be written (they stay in flight). */
+  async #writeInflight(): Promise<boolean> {
+    const started = performance.now();
+    while (this.#inflight.length > 0) {
+      const chunk = this.#inflight[0]!;
+      try {
+        await this.#write(chunk);
+      } catch (error) {
+        if (this.#abandoned) return false;
+        this.#writeErrors++;
+        this.#metrics?.logWriteErrors.inc();
+        if (!this.#isRejected(error)) {
+          this.#failed(error);
+          return false;
+        }
+        if (chunk.length > 1) {
+          // Halve until the refused rows are alone; the others are written.
+          const middle = chunk.length >>> 1;
+          this.#inflight.splice(0, 1, chunk.slice(0, middle), chunk.slice(middle));
+        } else {
+          this.#inflight.shift();
+          this.#inflightRows -= 1;
+          this.#rejected += 1;
+          this.#metrics?.rejectedLogs.inc();
+          const row = chunk[0]!;
+          this.#logger?.warn(
+            { err: error, requestId: row.requestId, model: row.model, version: row.version },
+            'prediction logs: Postgres refused a row; it is not logged',
+          );
+        }
+        continue;
+      }
+      if (this.#abandoned) return false;
+      this.#inflight.shift();
+      this.#inflightRows -= chunk.length;
+      this.#written += chunk.length;
+      this.#metrics?.writtenLogs.inc(chunk.length);
+    }
+    this.#metrics?.logFlushDuration.observe((performance.now() - started) / 1000);
+    this.#succeeded();
+    return true;
+  }
+
+  #failed(error: unknown): void {
+    this.#backoffMs = this.#backoffMs === 0 ? this.#retryMinMs : Math.min(this.#retryMaxMs, this.#backoffMs * 2);
+    if (this.#outage === undefined) {
+      this.#outage = { since: Date.now(), attempts: 0 };
+      this.#logger?.warn(
+        { err: error, depth: this.depth, queueSize: this.#queueSize },
+        'prediction logs: cannot write to Postgres; rows wait in the queue and the write is retried',
+      );
+    }
+    this.#outage.attempts++;
+  }
+
+  #succeeded(): void {
+    this.#backoffMs = 0;
+    this.#dropWarned = false;
+    if (this.#outage !== undefined) {
+      this.#logger?.info(
+        {
+          outageMs: Date.now() - this.#outage.since,
+          failedAttempts: this.#outage.attempts,
+          depth: this.depth,
+          dropped: this.#dropped,
+        },
+        'prediction logs: writing to Postgres again',
+      );
+      this.#outage = undefined;
+    }
+  }
+}
+
+/**
+ * A request id's sampling draw: a point in [0, 1) from a 32-bit FNV-1a hash of the id, finished with murmur3's
+ * avalanche so that sequential ids spread evenly.
+ */
+export function requestSample(requestId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < requestId.length; i++) {
+    h ^= requestId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 0) / 4294967296;
+}
+
+/** A shadow's answer to a copy of a request, as a log record (role `shadow`; its own latency). */
+export function shadowLogRecord(result: ShadowResult): PredictionLogRecord {
+  return {
+    requestId: result.requestId,
+    loggedAt: result.startedAt.getTime(),
+    deployment: result.deployment,
+    model: result.model,
+    role: 'shadow',
+    instances: result.instances,
+    outputs: result.predictions,
+    latencyMs: result.latencyMs,
+    error: result.error,
+  };
+}
+
+function appendRows(batch: PredictionLogRow[], record: PredictionLogRecord): void {
+  const { instances, outputs, model } = record;
+  for (let i = 0; i < instances.length; i++) {
+    batch.push({
+      requestId: record.requestId,
+      loggedAt: record.loggedAt,
+      deployment: record.deployment,
+      model: model.name,
+      versionId: model.versionId,
+      version: model.version,
+      role: record.role,
+      features: instances[i]!,
+      outputs: outputs?.[i] ?? null,
+      latencyMs: record.latencyMs,
+      error: record.error ?? null,
+    });
+  }
+}
+
+function checked(name: string, value: number, min: number, max = Number.POSITIVE_INFINITY): number {
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new RangeError(`prediction log ${name} must be between ${min} and ${max}, got ${value}`);
+  }
+  return value;
+}
+
+// ---- Postgres ---------------------------------------------------------------------------------------------------
+
+/**
+ * One statement per batch: the rows travel as one JSON array (serialised here, in the flusher, never on the request
+ * path) that `json_to_recordset` expands in order.
+ */
+const INSERT_ROWS = `insert into prediction_logs
+  (request_id, logged_at, deployment, model, version_id, version, role, features, outputs, latency_ms, error)
+select r."requestId", to_timestamp(r."loggedAt" / 1000.0), r.deployment, r.model, r."versionId", r.version, r.role,
+  r.features, r.outputs, r."latencyMs", r.error
+from json_to_recordset($1::json) as r("requestId" text, "loggedAt" double precision, deployment text, model text,
+  "versionId" uuid, version integer, role text, features jsonb, outputs jsonb, "latencyMs" real, error text)`;
+
+/** A sink that inserts each batch into `prediction_logs` with one statement on `pool`. */
+export function postgresPredictionLogSink(pool: Pick<pg.Pool, 'query'>): PredictionLogSink {
+  return async (rows) => {
+    await pool.query({ name: 'mlops-prediction-log-insert', text: INSERT_ROWS, values: [JSON.stringify(rows)] });
+  };
+}
+
+export interface PostgresPredictionLogOptions extends PredictionLogOptions {
+  readonly databaseUrl: string;
+  /** Bound on one INSERT, in ms (server-side statement_timeout; the client gives up 1 s later). Default 5 000. */
+  readonly statementTimeoutMs?: number;
+  readonly metrics?: PredictionLogMetrics;
+  readonly logger?: Logger;
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+/**
+ * A writer over a dedicated single connection to `databaseUrl` (never the API's pool, so a slow log write cannot
+ * hold a connection a request needs). Connecting is lazy: this never fails when Postgres is down.
+ */
+export function createPredictionLogWriter(options: PostgresPredictionLogOptions): PredictionLogWriter {
+  const statementTimeoutMs = options.statementTimeoutMs ?? 5_000;
+  const pool = new pg.Pool({
+    connectionString: options.databaseUrl,
+    max: 1,
+    application_name: 'mlops-prediction-log',
+    connectionTimeoutMillis: 2_000,
+    statement_timeout: statementTimeoutMs,
+    query_timeout: statementTimeoutMs + 1_000,
+  });
+  // An idle connection that dies (Postgres restarted) is discarded by the pool; the next write reconnects.
+  pool.on('error', (error) => options.logger?.debug({ err: error }, 'prediction logs: idle connection lost'));
+  const { databaseUrl: _url, statementTimeoutMs: _timeout, ...rest } = options;
+  return new PredictionLogWriter({
+    ...rest,
+    write: postgresPredictionLogSink(pool),
+    onClose: () => pool.end(),
+  });
+}

@@ -1,0 +1,233 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  sleep,
+  TimeoutFailure,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type {
+  CanaryComparison,
+  CanaryThresholds,
+  MainActivities,
+  StartCanaryResult,
+  TrafficState,
+} from '../activities/index.js';
+import { FailureType, SearchAttributeKeys } from '../core/constants.js';
+
+export interface DeploymentRolloutInput {
+  readonly deploymentName: string;
+  /** The challenger: a blessed version of the deployment's model. */
+  readonly versionId: string;
+  readonly strategy: 'canary';
+  /** The challenger's share of the traffic during the canary, 1 to 99. */
+  readonly trafficPercent: number;
+  /** An instance field that makes routing sticky (one key, one version). */
+  readonly stickyKey?: string;
+  /** How long the canary runs before the final comparison. */
+  readonly durationSeconds: number;
+  /** Compare this often during the canary and roll back at once when the challenger fails; default: only at the end. */
+  readonly checkEverySeconds?: number;
+  /** Requests each version must have answered for a verdict; fewer at the end rolls back. */
+  readonly minRequests: number;
+  readonly thresholds: CanaryThresholds;
+  /** Who asked for the rollout (recorded in the canary's revisions); default the workflow. */
+  readonly requestedBy?: string;
+  /** Why (recorded in the canary's revisions). */
+  readonly reason?: string;
+}
+
+export type RolloutPhase =
+  'starting' | 'canary' | 'promoting' | 'rolling_back' | 'promoted' | 'rolled_back' | 'failed' | 'cancelled';
+
+export type RolloutOutcome = 'promoted' | 'rolled_back';
+
+/** One recorded step of a rollout. */
+export interface RolloutStep {
+  readonly step: 'canary_started' | 'checked' | 'compared' | 'promoted' | 'rolled_back' | 'failed' | 'cancelled';
+  readonly at: string;
+  readonly detail: string;
+  readonly comparison?: CanaryComparison;
+  /** What serves after a traffic change. */
+  readonly traffic?: TrafficState;
+}
+
+export interface RolloutState {
+  readonly deploymentName: string;
+  readonly versionId: string;
+  readonly trafficPercent: number;
+  readonly durationSeconds: number;
+  phase: RolloutPhase;
+  modelName?: string;
+  championVersionId?: string;
+  /** When the canary started (the comparison window's start) and when it is due to be judged. */
+  canaryStartedAt?: string;
+  judgeAt?: string;
+  outcome?: RolloutOutcome;
+  /** Why it ended the way it did. */
+  reason?: string;
+  lastComparison?: CanaryComparison;
+  readonly steps: RolloutStep[];
+}
+
+export type DeploymentRolloutResult = RolloutState & { outcome: RolloutOutcome; reason: string };
+
+export const rolloutStateQuery = defineQuery<RolloutState>('rolloutState');
+
+const NON_RETRYABLE = [FailureType.InvalidInput, FailureType.NotFound];
+
+/**
+ * A canary rollout of one version on a deployment: start the canary (the challenger gets `trafficPercent` % of the
+ * requests) → wait `durationSeconds` on Temporal timers, comparing every `checkEverySeconds` and rolling back at
+ * once when the challenger already fails → compare the challenger with the champion on their live error rate, p99
+ * latency and prediction distribution → promote it when it passes, roll it back when it fails or had too little
+ * traffic to judge. Every step is recorded (the result and the `rolloutState` query); the revisions record each
+ * change of traffic with its reason. Cancelled, or failing after the canary started, it rolls back first.
+ */
+export async function deploymentRollout(input: DeploymentRolloutInput): Promise<DeploymentRolloutResult> {
+  const { workflowId } = workflowInfo();
+  const actor = `workflow:${workflowId}`;
+  const state: RolloutState = {
+    deploymentName: input.deploymentName,
+    versionId: input.versionId,
+    trafficPercent: input.trafficPercent,
+    durationSeconds: input.durationSeconds,
+    phase: 'starting',
+    steps: [],
+  };
+  setHandler(rolloutStateQuery, () => state);
+  const record = (step: Omit<RolloutStep, 'at'>) => state.steps.push({ ...step, at: new Date().toISOString() });
+  const stage = (phase: RolloutPhase) => {
+    state.phase = phase;
+    upsertSearchAttributes([{ key: SearchAttributeKeys.stage, value: phase }]);
+  };
+
+  if (input.strategy !== 'canary') {
+    throw ApplicationFailure.create({
+      type: FailureType.InvalidInput,
+      message: `a rollout workflow runs canaries only, not ${String(input.strategy)}`,
+      nonRetryable: true,
+    });
+  }
+  const activities = proxyActivities<MainActivities>({
+    startToCloseTimeout: '1 minute',
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '30s',
+      maximumAttempts: 20,
+      nonRetryableErrorTypes: NON_RETRYABLE,
+    },
+  });
+  stage('starting');
+
+  const started: StartCanaryResult = await activities.startCanary({
+    deploymentName: input.deploymentName,
+    versionId: input.versionId,
+    trafficPercent: input.trafficPercent,
+    ...(input.stickyKey ? { stickyKey: input.stickyKey } : {}),
+    actor: input.requestedBy ?? actor,
+    reason:
+      input.reason ??
+      `canary rollout ${workflowId}: ${input.trafficPercent}% of the traffic for ${input.durationSeconds}s`,
+  });
+  state.modelName = started.modelName;
+  state.championVersionId = started.championVersionId;
+  state.canaryStartedAt = started.since;
+  upsertSearchAttributes([{ key: SearchAttributeKeys.model, value: started.modelName }]);
+  stage('canary');
+  record({
+    step: 'canary_started',
+    detail: `challenger ${input.versionId} serves ${started.trafficPercent}% beside champion ${started.championVersionId}${started.stickyKey ? ` (sticky by ${started.stickyKey})` : ''}`,
+    traffic: stateOf(started),
+  });
+
+  const endCanary = { deploymentName: input.deploymentName, versionId: input.versionId, actor };
+  const compare = () =>
+    activities.compareCanary({
+      deploymentName: input.deploymentName,
+      championVersionId: started.championVersionId,
+      challengerVersionId: input.versionId,
+      since: started.since,
+      minRequests: input.minRequests,
+      thresholds: input.thresholds,
+    });
+  const rollBack = async (reason: string): Promise<void> => {
+    stage('rolling_back');
+    const traffic = await activities.rollbackCanary({ ...endCanary, reason });
+    state.outcome = 'rolled_back';
+    state.reason = reason;
+    record({ step: 'rolled_back', detail: reason, traffic });
+    stage('rolled_back');
+  };
+
+  try {
+    const durationMs = Math.max(0, input.durationSeconds * 1000);
+    const stepMs = input.checkEverySeconds && input.checkEverySeconds > 0 ? input.checkEverySeconds * 1000 : durationMs;
+    const startedAt = Date.now();
+    const judgeAt = startedAt + durationMs;
+    state.judgeAt = new Date(judgeAt).toISOString();
+    let verdict: CanaryComparison | undefined;
+    for (let now = startedAt; now < judgeAt; now = Date.now()) {
+      await sleep(Math.min(stepMs, judgeAt - now));
+      if (Date.now() >= judgeAt) break;
+      const check = await compare();
+      state.lastComparison = check;
+      record({ step: 'checked', detail: check.summary, comparison: check });
+      if (check.verdict === 'fail') {
+        verdict = check;
+        break;
+      }
+    }
+    verdict ??= await compare();
+    state.lastComparison = verdict;
+    record({ step: 'compared', detail: verdict.summary, comparison: verdict });
+
+    if (verdict.verdict === 'pass') {
+      stage('promoting');
+      const reason = `canary passed, promoted by rollout ${workflowId}: ${verdict.summary}`;
+      const traffic = await activities.promoteCanary({ ...endCanary, reason });
+      state.outcome = 'promoted';
+      state.reason = reason;
+      record({ step: 'promoted', detail: reason, traffic });
+      stage('promoted');
+    } else {
+      const early = state.steps.some((s) => s.step === 'checked' && s.comparison === verdict);
+      await rollBack(
+        `canary ${verdict.verdict === 'fail' ? 'failed' : 'had too little traffic'}${early ? ' (early check)' : ''}, rolled back by rollout ${workflowId}: ${verdict.summary}`,
+      );
+    }
+    return { ...state, outcome: state.outcome!, reason: state.reason! };
+  } catch (error) {
+    const cancelled = isCancellation(error);
+    const why = cancelled ? 'the rollout was cancelled' : `the rollout failed: ${describeError(error)}`;
+    // Whatever happened, the challenger must not keep serving unattended.
+    await CancellationScope.nonCancellable(async () => {
+      if (state.outcome !== 'promoted') await rollBack(`rolled back because ${why} (rollout ${workflowId})`);
+      record({ step: cancelled ? 'cancelled' : 'failed', detail: why });
+      stage(cancelled ? 'cancelled' : 'failed');
+    });
+    throw error;
+  }
+}
+
+function stateOf(started: StartCanaryResult): TrafficState {
+  return {
+    deploymentName: started.deploymentName,
+    modelName: started.modelName,
+    strategy: started.strategy,
+    changed: started.changed,
+    active: started.active,
+  };
+}
+
+function describeError(error: unknown): string {
+  let cause: unknown = error;
+  while (cause instanceof ActivityFailure && cause.cause) cause = cause.cause;
+  if (cause instanceof TimeoutFailure) return 'an activity timed out';
+  return cause instanceof Error ? cause.message : String(cause);
+}
