@@ -346,16 +346,17 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
       entry.state = 'running';
       entry.startedAt = new Date().toISOString();
       const timeoutMs = definition.deployment.approvalTimeoutSeconds * 1000;
-      pendingApproval = {
-        versionId: registered.versionId,
-        version: registered.version,
-        deadline: new Date(Date.now() + timeoutMs).toISOString(),
-      };
       upsertSearchAttributes([
         { key: SearchAttributeKeys.stage, value: 'approval' },
         { key: SearchAttributeKeys.status, value: 'waiting_approval' },
       ]);
       await bookkeeping.setPipelineRunStatus({ status: 'waiting_approval' });
+      // Offered only once the run's row says so: whoever sees the pending approval (query, API) can also act on it.
+      pendingApproval = {
+        versionId: registered.versionId,
+        version: registered.version,
+        deadline: new Date(Date.now() + timeoutMs).toISOString(),
+      };
       const decided = await condition(() => decision !== undefined, timeoutMs);
       entry.finishedAt = new Date().toISOString();
       entry.state = 'succeeded';

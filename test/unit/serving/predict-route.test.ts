@@ -7,7 +7,9 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { exportOnnx } from '../../../models/onnx/index.js';
 import { createApp } from '../../../server/app.js';
 import type { AppEnv } from '../../../server/context.js';
-import { onnxModelLoader, readClasses } from '../../../serving/load-model.js';
+import onnxProto from 'onnx-proto';
+import { ONNX_METADATA } from '../../../models/onnx/export.js';
+import { onnxModelLoader, readClasses, readMetadataProp } from '../../../serving/load-model.js';
 import { ServingMetrics } from '../../../serving/metrics.js';
 import { ModelPool } from '../../../serving/model-pool.js';
 import { ArtifactIntegrityError, sha256Hex } from '../../../storage/content-hash.js';
@@ -268,5 +270,23 @@ describe('readClasses', () => {
     expect(readClasses(graph.bytes)).toEqual([false, true]);
     expect(readClasses(regression.bytes)).toBeUndefined();
     expect(readClasses(new Uint8Array([1, 2, 3]))).toBeUndefined();
+  });
+
+  it('reads every metadata entry exactly as a full protobuf decode does, and never throws on garbage', () => {
+    for (const exported of [graph, regression]) {
+      const decoded = onnxProto.onnx.ModelProto.decode(exported.bytes);
+      expect(decoded.metadataProps.length).toBeGreaterThan(0);
+      for (const prop of decoded.metadataProps) {
+        expect(readMetadataProp(exported.bytes, prop.key ?? '')).toBe(prop.value);
+      }
+      expect(readMetadataProp(exported.bytes, 'no-such-key')).toBeUndefined();
+      // Every truncation of a real graph is either read or refused, never thrown.
+      for (const cut of [1, 7, 100, exported.bytes.length - 1]) {
+        expect(() => readMetadataProp(exported.bytes.subarray(0, cut), ONNX_METADATA.classes)).not.toThrow();
+      }
+    }
+    let seed = 1;
+    const noise = Uint8Array.from({ length: 4096 }, () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % 256);
+    expect(() => readMetadataProp(noise, 'x')).not.toThrow();
   });
 });
