@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FailureType } from '../core/constants.js';
@@ -22,6 +21,7 @@ import { ArtifactType } from '../schema/index.js';
 import type { ArtifactRef } from '../storage/artifact-store.js';
 import { activityLogger } from './activity-logger.js';
 import type { ActivityDeps } from './deps.js';
+import { inWorkDir as inWorkDirOf } from './work-dir.js';
 import { completedStageResult, recordStage, recordStageFailure, type StageIdentity } from './stage-lineage.js';
 
 const JSON_TYPE = 'application/json';
@@ -88,20 +88,8 @@ export function createDataActivities(deps: ActivityDeps) {
   const artifactCache = path.join(deps.scratchDir, 'artifacts');
 
   /** A private work folder for one attempt of one stage, removed afterwards. */
-  async function inWorkDir<T>(stage: string, work: (dir: string) => Promise<T>): Promise<T> {
-    const { info } = Context.current();
-    const id = `${info.workflowExecution?.workflowId ?? 'standalone'}-${stage}-${info.attempt}`.replace(
-      /[^\w.-]/g,
-      '_',
-    );
-    const dir = path.join(deps.scratchDir, 'work', id);
-    fs.mkdirSync(dir, { recursive: true });
-    try {
-      return await work(dir);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  }
+  const inWorkDir = <T>(stage: string, work: (dir: string) => Promise<T>): Promise<T> =>
+    inWorkDirOf(deps.scratchDir, stage, work);
 
   /** Downloads (or reuses) a content-addressed artifact into the verified local cache for DuckDB to read. */
   async function local(ref: ArtifactRef): Promise<string> {

@@ -4,7 +4,6 @@
  * stage, a retry after completion returns the recorded result, registry writes are keyed by content hash and
  * deployment writes by version.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FailureType } from '../core/constants.js';
@@ -31,6 +30,7 @@ import type { ArtifactRef } from '../storage/artifact-store.js';
 import { RegistryConflictError, RegistryNotFoundError } from '../storage/registry-store.js';
 import { activityLogger } from './activity-logger.js';
 import type { ActivityDeps } from './deps.js';
+import { inWorkDir as inWorkDirOf } from './work-dir.js';
 import { completedStageResult, recordStage, type StageIdentity } from './stage-lineage.js';
 
 const JSON_TYPE = 'application/json';
@@ -158,20 +158,8 @@ function currentWorkflowId(): string {
 export function createPipelineActivities(deps: ActivityDeps) {
   const artifactCache = path.join(deps.scratchDir, 'artifacts');
 
-  async function inWorkDir<T>(stage: string, work: (dir: string) => Promise<T>): Promise<T> {
-    const { info } = Context.current();
-    const id = `${info.workflowExecution?.workflowId ?? 'standalone'}-${stage}-${info.attempt}`.replace(
-      /[^\w.-]/g,
-      '_',
-    );
-    const dir = path.join(deps.scratchDir, 'work', id);
-    fs.mkdirSync(dir, { recursive: true });
-    try {
-      return await work(dir);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  }
+  const inWorkDir = <T>(stage: string, work: (dir: string) => Promise<T>): Promise<T> =>
+    inWorkDirOf(deps.scratchDir, stage, work);
 
   async function withEngine<T>(stage: string, readable: string, work: (engine: DataEngine) => Promise<T>): Promise<T> {
     return inWorkDir(stage, async (workDir) => {

@@ -35,10 +35,12 @@ import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { loadConfig, type AppConfig, type ServiceEndpoints } from '../core/config.js';
+import { STAGE_OF_ACTIVITY as STAGE_OF_STAGE_ACTIVITY } from '../activities/run-stages.js';
 import { createLogger } from '../core/logger.js';
 import { DEMO_ROWS, formatDemoReport, runFlightsDemo, type DemoReport } from '../demo/flights.js';
 import { startStack, type Stack } from '../stack/stack.js';
 import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
+import { PIPELINE_STAGES } from '../workflows/training-pipeline.js';
 import { startWorkers, type RunningWorkers } from '../workers/run-workers.js';
 import {
   formatMs,
@@ -55,30 +57,11 @@ const GOAL_OVERHEAD_MS = 2_000;
 
 /** The stage each activity type runs; bookkeeping activities are the run's own records. */
 const STAGE_OF_ACTIVITY: Record<string, string> = {
+  ...STAGE_OF_STAGE_ACTIVITY,
   beginPipelineRun: 'bookkeeping',
   setPipelineRunStatus: 'bookkeeping',
-  extractData: 'extract',
-  computeStatistics: 'statistics',
-  validateData: 'validate_data',
-  prepareData: 'prepare',
-  trainModel: 'train',
-  evaluateModel: 'evaluate',
-  validateModel: 'validate_model',
-  registerModel: 'register',
-  deployModel: 'deploy',
 };
-const STAGES = [
-  'extract',
-  'statistics',
-  'validate_data',
-  'prepare',
-  'train',
-  'evaluate',
-  'validate_model',
-  'register',
-  'deploy',
-  'bookkeeping',
-];
+const STAGES: readonly string[] = [...PIPELINE_STAGES.filter((s) => s !== 'approval'), 'bookkeeping'];
 
 const M = {
   firstWall: 'first run: start request → result',

@@ -17,6 +17,7 @@ import {
   type MetadataEvent,
 } from '../schema/index.js';
 import type { Database } from './database.js';
+import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
 
 export interface PutArtifactInput {
   /** Dataset, Statistics, Schema, Model, ... (schema `ArtifactType` lists the well-known ones). */
@@ -373,20 +374,7 @@ export class DrizzleMetadataStore implements MetadataStore {
   }
 }
 
-/** Runs a write and turns a foreign-key violation (Drizzle wraps the pg error as `cause`) into a not-found error. */
-async function withNotFound<T>(what: string, write: () => Promise<T>): Promise<T> {
-  try {
-    return await write();
-  } catch (error) {
-    if (sqlState(error) === '23503') throw new MetadataNotFoundError(`${what} does not exist`, { cause: error });
-    throw error;
-  }
-}
-
-function sqlState(error: unknown): string | undefined {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-  }
-  return undefined;
+/** Runs a write and turns a foreign-key violation into MetadataNotFoundError naming `what`. */
+function withNotFound<T>(what: string, write: () => Promise<T>): Promise<T> {
+  return withForeignKeyCheck(write, (cause) => new MetadataNotFoundError(`${what} does not exist`, { cause }));
 }

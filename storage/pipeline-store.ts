@@ -16,6 +16,7 @@ import {
   type RunFailure,
 } from '../schema/index.js';
 import type { Database } from './database.js';
+import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
 
 /** A pipeline with its latest version. */
 export type PipelineSummary = Pipeline & { latestVersion: number; latestVersionId: string; definition: JsonProperties };
@@ -412,20 +413,7 @@ function toRunSummary(row: { run: PipelineRun; pipelineName: string; pipelineVer
   return { ...row.run, pipelineName: row.pipelineName, pipelineVersion: row.pipelineVersion };
 }
 
-/** Runs a write and turns a foreign-key violation (Drizzle wraps the pg error as `cause`) into a not-found error. */
-async function withNotFound<T>(what: string, write: () => Promise<T>): Promise<T> {
-  try {
-    return await write();
-  } catch (error) {
-    if (sqlState(error) === '23503') throw new PipelineNotFoundError(`${what} does not exist`, { cause: error });
-    throw error;
-  }
-}
-
-function sqlState(error: unknown): string | undefined {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-  }
-  return undefined;
+/** Runs a write and turns a foreign-key violation into PipelineNotFoundError naming `what`. */
+function withNotFound<T>(what: string, write: () => Promise<T>): Promise<T> {
+  return withForeignKeyCheck(write, (cause) => new PipelineNotFoundError(`${what} does not exist`, { cause }));
 }

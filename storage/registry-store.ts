@@ -21,6 +21,7 @@ import {
   type RegisteredModel,
 } from '../schema/index.js';
 import type { Database } from './database.js';
+import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
 
 /** The LISTEN/NOTIFY channel on which every committed deploy is announced (payload: {@link DeploymentNotification}). */
 export const DEPLOYMENTS_CHANNEL = 'mlops_deployments';
@@ -940,20 +941,7 @@ async function previousChampion(
   return row?.versionId ?? null;
 }
 
-/** Runs a write and turns a foreign-key violation (Drizzle wraps the pg error as `cause`) into a not-found error. */
-async function withNotFound<T>(what: string, write: () => Promise<T>): Promise<T> {
-  try {
-    return await write();
-  } catch (error) {
-    if (sqlState(error) === '23503') throw new RegistryNotFoundError(`${what} does not exist`, { cause: error });
-    throw error;
-  }
-}
-
-function sqlState(error: unknown): string | undefined {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-  }
-  return undefined;
+/** Runs a write and turns a foreign-key violation into RegistryNotFoundError naming `what`. */
+function withNotFound<T>(what: string, write: () => Promise<T>): Promise<T> {
+  return withForeignKeyCheck(write, (cause) => new RegistryNotFoundError(`${what} does not exist`, { cause }));
 }
