@@ -425,24 +425,39 @@ function checkCounts(stats: Statistics, label: LabelSpec): void {
   }
 }
 
-function checkLabelType(task: LabelTask, type: string): void {
+/** Why a label of this DuckDB type cannot serve `task`, or undefined when it can. */
+export function labelTypeProblem(task: LabelTask, type: string): string | undefined {
   const numeric = NUMERIC_TYPE.test(type) || type === 'BOOLEAN';
-  if (task === 'regression' ? numeric : numeric || type === 'VARCHAR') return;
-  throw new PrepareError('label_type', `a ${task} label cannot be of type ${type}`, 'label');
+  if (task === 'regression' ? numeric : numeric || type === 'VARCHAR') return undefined;
+  return `a ${task} label cannot be of type ${type}`;
 }
 
-function featureKind(feature: FeatureSpec, type: string): FeatureKind {
+function checkLabelType(task: LabelTask, type: string): void {
+  const problem = labelTypeProblem(task, type);
+  if (problem) throw new PrepareError('label_type', problem, 'label');
+}
+
+/**
+ * The kind a feature of this DuckDB type takes (its declared kind, or the one inferred from the type), or why it can
+ * take none.
+ */
+export function resolveFeatureKind(
+  feature: Pick<FeatureSpec, 'name' | 'kind'>,
+  type: string,
+): { kind: FeatureKind } | { problem: string } {
   const numeric = NUMERIC_TYPE.test(type);
   const inferred = numeric ? 'numeric' : type === 'VARCHAR' || type === 'BOOLEAN' ? 'categorical' : undefined;
   const kind = feature.kind ?? inferred;
-  if (kind === 'numeric' && (numeric || type === 'BOOLEAN')) return kind;
-  if (kind === 'categorical' && (numeric || CATEGORICAL_TYPE.test(type))) return kind;
+  if (kind === 'numeric' && (numeric || type === 'BOOLEAN')) return { kind };
+  if (kind === 'categorical' && (numeric || CATEGORICAL_TYPE.test(type))) return { kind };
   const hint = 'derive a number or a category (for example hour(column))';
-  throw new PrepareError(
-    'feature_type',
-    `feature \`${feature.name}\` is ${type}${kind ? `, which cannot be ${kind}` : ''}: ${hint}`,
-    feature.name,
-  );
+  return { problem: `feature \`${feature.name}\` is ${type}${kind ? `, which cannot be ${kind}` : ''}: ${hint}` };
+}
+
+function featureKind(feature: FeatureSpec, type: string): FeatureKind {
+  const resolved = resolveFeatureKind(feature, type);
+  if ('problem' in resolved) throw new PrepareError('feature_type', resolved.problem, feature.name);
+  return resolved.kind;
 }
 
 async function describe(engine: DataEngine, sql: string): Promise<{ name: string; type: string }[]> {

@@ -277,14 +277,14 @@ function keepDataFiles<T>(items: readonly T[], nameOf: (item: T) => string, requ
 }
 
 /**
- * Expands a local path, folder or glob into its files, sorted, each hashed (sha256) for its identity.
+ * Expands a local path, folder or glob into the paths of its data files, sorted, and their format; reads no file.
  *
  * @throws ExtractError `source_not_found` when nothing matches.
  */
-export async function resolveLocalFiles(
+export async function listLocalFiles(
   spec: Extract<SourceSpec, { kind: 'file' }>,
   requested: DataFormat | undefined,
-): Promise<{ files: ResolvedInput[]; format: DataFormat }> {
+): Promise<{ paths: string[]; format: DataFormat }> {
   let paths: string[];
   if (hasGlob(spec.pattern)) {
     const base = literalPrefix(spec.pattern) || path.sep;
@@ -302,7 +302,19 @@ export async function resolveLocalFiles(
     throw new ExtractError('source_not_found', spec.display, 'no file matches (or the folder holds no data files)');
   }
   paths.sort();
-  const format = resolveFormat(spec.display, paths, requested);
+  return { paths, format: resolveFormat(spec.display, paths, requested) };
+}
+
+/**
+ * Expands a local path, folder or glob into its files, sorted, each hashed (sha256) for its identity.
+ *
+ * @throws ExtractError `source_not_found` when nothing matches.
+ */
+export async function resolveLocalFiles(
+  spec: Extract<SourceSpec, { kind: 'file' }>,
+  requested: DataFormat | undefined,
+): Promise<{ files: ResolvedInput[]; format: DataFormat }> {
+  const { paths, format } = await listLocalFiles(spec, requested);
   const files = await Promise.all(
     paths.map(async (p) => {
       const { sha256, bytes } = await sha256OfFile(p);

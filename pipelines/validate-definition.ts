@@ -7,28 +7,25 @@
  * types, so a definition that passes here does not fail later on a misspelt column or a type error.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import type { z } from 'zod';
-import { isErrnoException } from '../core/errors.js';
 import { DataEngine, sqlIdentifier, sqlString } from '../data/engine.js';
 import { ExpressionError, validateExpression, type ValidatedExpression } from '../data/expressions.js';
 import {
   dataExtension,
   ExtractError,
   exportPostgresQuery,
-  formatOfName,
-  globToRegExp,
-  hasGlob,
+  listLocalFiles,
   parseSourceSpec,
-  resolveFormat,
   resolveObjects,
   whyNotSingleSelect,
   type DataFormat,
   type SourceSpec,
 } from '../data/sources.js';
+import { labelTypeProblem, resolveFeatureKind } from '../data/prepare.js';
 import { SplitError, timeSplitSql } from '../data/split.js';
 import { gbtParamsSchema } from '../models/trainers/gbt/params.js';
 import { logisticRegressionParamsSchema, ridgeParamsSchema } from '../models/trainers/linear.js';
@@ -208,10 +205,6 @@ function knownKeys(schema: z.ZodType, kind: string): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Columns and expressions
 
-/** Numeric result types, as data/prepare.ts tells numeric features and labels apart. */
-const NUMERIC_TYPE =
-  /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|DOUBLE|DECIMAL(\(\d+,\d+\))?)$/;
-const CATEGORICAL_TYPE = /^(VARCHAR|BOOLEAN|DATE|TIME|TIMESTAMP.*)$/;
 /** Column types a time split accepts (data/split.ts). */
 const SPLIT_TIME_TYPES = new Set([
   'DATE',
@@ -358,26 +351,13 @@ function describeColumns(columns: readonly SourceColumn[]): string {
   return columns.length > shown.length ? `${shown.join(', ')}, ... (${columns.length} in all)` : shown.join(', ');
 }
 
-/** Mirrors data/prepare.ts: what label types each task accepts. */
-function labelTypeProblem(task: PipelineDefinition['label']['task'], type: string): string | undefined {
-  const numeric = NUMERIC_TYPE.test(type) || type === 'BOOLEAN';
-  if (task === 'regression' ? numeric : numeric || type === 'VARCHAR') return undefined;
-  return `a ${task} label cannot be of type ${type}`;
-}
-
-/** Mirrors data/prepare.ts: which feature types can be numeric or categorical. */
 function featureTypeProblem(
   kind: 'numeric' | 'categorical' | undefined,
   type: string,
   name: string,
 ): string | undefined {
-  const numeric = NUMERIC_TYPE.test(type);
-  const inferred = numeric ? 'numeric' : type === 'VARCHAR' || type === 'BOOLEAN' ? 'categorical' : undefined;
-  const resolved = kind ?? inferred;
-  if (resolved === 'numeric' && (numeric || type === 'BOOLEAN')) return undefined;
-  if (resolved === 'categorical' && (numeric || CATEGORICAL_TYPE.test(type))) return undefined;
-  const hint = 'derive a number or a category (for example hour(column))';
-  return `feature \`${name}\` is ${type}${resolved ? `, which cannot be ${resolved}` : ''}: ${hint}`;
+  const resolved = resolveFeatureKind({ name, ...(kind ? { kind } : {}) }, type);
+  return 'problem' in resolved ? resolved.problem : undefined;
 }
 
 /** DuckDB's message without its trailing context lines ("LINE 1: ..."). */
@@ -511,8 +491,6 @@ async function describeTable(engine: DataEngine): Promise<SourceColumn[]> {
   return rows.map((r) => ({ name: r.column_name, type: r.column_type }));
 }
 
-// Local files: the same matching as data/sources.ts's resolveLocalFiles, without hashing every file.
-
 /**
  * The first file (by path) a local path, folder or glob matches, and the format of the matches.
  *
@@ -522,59 +500,6 @@ async function firstLocalFile(
   spec: Extract<SourceSpec, { kind: 'file' }>,
   requested: DataFormat | undefined,
 ): Promise<{ file: string; format: DataFormat }> {
-  let paths: string[];
-  if (hasGlob(spec.pattern)) {
-    const first = spec.pattern.search(/[*?]/);
-    const base = spec.pattern.slice(0, spec.pattern.lastIndexOf('/', first) + 1) || path.sep;
-    const matcher = globToRegExp(spec.pattern);
-    const recursive = spec.pattern.slice(base.length).includes('/');
-    paths = (await listFiles(base, recursive)).filter((p) => matcher.test(p) && !isHiddenName(p));
-  } else {
-    const info = await statOrUndefined(spec.pattern);
-    if (info?.isFile()) paths = [spec.pattern];
-    else if (info?.isDirectory()) {
-      paths = (await listFiles(spec.pattern, true)).filter((p) => {
-        const name = path.relative(spec.pattern, p);
-        const format = formatOfName(name);
-        return !isHiddenName(name) && format !== undefined && (requested === undefined || format === requested);
-      });
-    } else paths = [];
-  }
-  if (paths.length === 0) {
-    throw new ExtractError('source_not_found', spec.display, 'no file matches (or the folder holds no data files)');
-  }
-  paths.sort();
-  return { file: paths[0]!, format: resolveFormat(spec.display, paths, requested) };
-}
-
-function isHiddenName(name: string): boolean {
-  const base = name.slice(name.lastIndexOf('/') + 1);
-  return base.startsWith('.') || base.startsWith('_');
-}
-
-async function listFiles(dir: string, recursive: boolean): Promise<string[]> {
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true, recursive });
-  } catch (error) {
-    if (isErrnoException(error) && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return [];
-    throw error;
-  }
-  const files = await Promise.all(
-    entries.map(async (e) => {
-      const full = path.join(e.parentPath, e.name);
-      if (e.isSymbolicLink()) return (await statOrUndefined(full))?.isFile() ? full : undefined;
-      return e.isFile() ? full : undefined;
-    }),
-  );
-  return files.filter((f): f is string => f !== undefined);
-}
-
-async function statOrUndefined(p: string) {
-  try {
-    return await stat(p);
-  } catch (error) {
-    if (isErrnoException(error) && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return undefined;
-    throw error;
-  }
+  const { paths, format } = await listLocalFiles(spec, requested);
+  return { file: paths[0]!, format };
 }

@@ -31,6 +31,7 @@ import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
 import { historyToJSON } from '../test/support/history-json.js';
 import { startWorkers, type RunningWorkers } from '../workers/run-workers.js';
 import type { PipelineOutcome, TrainingPipelineResult } from '../workflows/index.js';
+import { syntheticCsv } from '../test/support/pipelines.js';
 
 const FIXTURES_DIR = fileURLToPath(new URL('../test/fixtures/histories/', import.meta.url));
 
@@ -40,12 +41,6 @@ interface Recorded {
   readonly workflowId: string;
   readonly runId: string;
   readonly json: string;
-}
-
-/** 400 rows of `x,kind,y`; `kind` takes three values `<prefix>0..2`, so a new prefix makes every category unseen. */
-function syntheticRows(kindPrefix: string): string {
-  const rows = Array.from({ length: 400 }, (_, i) => `${i % 37},${kindPrefix}${i % 3},${i % 37 > 18 ? 1 : 0}`);
-  return ['x,kind,y', ...rows].join('\n') + '\n';
 }
 
 function definition(name: string, file: string, overrides: Partial<PipelineDefinitionInput> = {}) {
@@ -110,7 +105,7 @@ async function main(): Promise<void> {
     fs.mkdirSync(dataFolder);
     const csv = (name: string) => {
       const file = path.join(dataFolder, `${name}.csv`);
-      fs.writeFileSync(file, syntheticRows('a'));
+      fs.writeFileSync(file, syntheticCsv({ kindPrefix: 'a' }));
       return file;
     };
 
@@ -166,7 +161,7 @@ async function main(): Promise<void> {
     const rerun = await start(auto);
     await expectOutcome(rerun.workflowId, 'not_blessed');
     await record('not-blessed', rerun.workflowId);
-    fs.writeFileSync(autoFile, syntheticRows('zz'));
+    fs.writeFileSync(autoFile, syntheticCsv({ kindPrefix: 'zz' }));
     const drifted = await start(auto);
     await expectFailure(drifted.workflowId, 'validate_data');
     await record('data-validation-failure', drifted.workflowId);

@@ -14,12 +14,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../server/app.js';
 import { pipelineDefinitionSchema, type PipelineDefinitionInput } from '../../pipelines/definition.js';
 import { startDeploymentRollout, type RolloutView } from '../../pipelines/rollouts.js';
-import { startPipelineRun, type PipelineRunnerDeps } from '../../pipelines/runs.js';
+import type { PipelineRunnerDeps } from '../../pipelines/runs.js';
 import { startApiServer, type ApiServer } from '../../server/serve.js';
 import { createServing, type Serving } from '../../serving/index.js';
 import type { RevisionSummary } from '../../storage/registry-store.js';
 import type { DeploymentRolloutResult, TrainingPipelineResult } from '../../workflows/index.js';
 import { connectTestPlatform, testLogger, type TestPlatform } from '../support/platform.js';
+import { runPipelineToEnd, syntheticCsv } from '../support/pipelines.js';
 import { testEndpoints } from '../support/stack.js';
 
 let platform: TestPlatform;
@@ -120,15 +121,12 @@ afterAll(async () => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** 400 rows: y is 1 when x is above `threshold`; kind is one of three categories. */
 function writeData(threshold: number): void {
-  const rows = Array.from({ length: 400 }, (_, i) => `${i % 37},k${i % 3},${i % 37 > threshold ? 1 : 0}`);
-  fs.writeFileSync(csv, ['x,kind,y', ...rows].join('\n'));
+  fs.writeFileSync(csv, syntheticCsv({ threshold }));
 }
 
 async function trainAndDeploy(): Promise<TrainingPipelineResult> {
-  const { run } = await startPipelineRun(runner, { pipeline: name, trigger: 'manual', triggeredBy: 'test' });
-  const result = (await platform.client.workflow.getHandle(run.workflowId).result()) as TrainingPipelineResult;
+  const { result } = await runPipelineToEnd(runner, name);
   expect(result.outcome).toBe('deployed');
   return result;
 }

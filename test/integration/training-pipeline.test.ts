@@ -16,6 +16,7 @@ import {
 } from '../../pipelines/runs.js';
 import type { TrainingPipelineResult } from '../../workflows/index.js';
 import { connectTestPlatform, type TestPlatform } from '../support/platform.js';
+import { runPipelineToEnd, syntheticCsv } from '../support/pipelines.js';
 import { testEndpoints } from '../support/stack.js';
 
 const dataDir = path.resolve('node_modules/vega-datasets/data');
@@ -75,18 +76,8 @@ async function save(input: PipelineDefinitionInput) {
   return platform.storage.pipelines.saveDefinition(definition, 'test');
 }
 
-async function runToEnd(
-  pipeline: string,
-  version?: number,
-): Promise<{ runId: string; result: TrainingPipelineResult }> {
-  const { run } = await startPipelineRun(runner, {
-    pipeline,
-    trigger: 'manual',
-    triggeredBy: 'test',
-    ...(version ? { version } : {}),
-  });
-  const result = await platform.client.workflow.getHandle(run.workflowId).result();
-  return { runId: run.id, result: result as TrainingPipelineResult };
+async function runToEnd(pipeline: string, version?: number) {
+  return runPipelineToEnd(runner, pipeline, version ? { version } : {});
 }
 
 async function waitForApproval(workflowId: string) {
@@ -254,10 +245,7 @@ describe('failures', () => {
     const name = `drifting-${randomUUID().slice(0, 8)}`;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pipeline-validation-'));
     const file = path.join(dir, 'events.csv');
-    const rows = (kind: string) =>
-      ['x,kind,y', ...Array.from({ length: 400 }, (_, i) => `${i % 37},${kind}${i % 3},${i % 37 > 18 ? 1 : 0}`)].join(
-        '\n',
-      );
+    const rows = (kindPrefix: string) => syntheticCsv({ kindPrefix });
     fs.writeFileSync(file, rows('a'));
     await save({
       name,
