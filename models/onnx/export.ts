@@ -16,8 +16,8 @@
  *
  * Linear models and the MLP get the transform exactly as `applyTransform` defines it, computed in double as the
  * trainers do: numeric Where(IsNaN ∨ IsInf, imputeValue, x), then (x - mean) / std; categorical LabelEncoder
- * (vocabulary → index, everything else → unknownIndex), then a one-hot block Equal(code, 0..V) — columns
- * concatenated in `columnNames(transform)` order. Trees get raw numeric values rounded to float32 (±Infinity → NaN,
+ * (vocabulary → index, everything else → unknownIndex). The one-hot columns are never materialized: the first
+ * layer's product with a one-hot block is a Gather of the code into that block's weights. Trees get raw numeric values rounded to float32 (±Infinity → NaN,
  * so the ensemble's missing-value rule applies) and the vocabulary code, like `TreeDataset`, carried as double.
  */
 import type { ModelSignature, SignatureField } from '../../schema/registry.js';
@@ -94,8 +94,8 @@ export function exportOnnx(
   if (model.kind === 'gbt') {
     treesGraph(g, model, transform, inputs, classes);
   } else {
-    const x = encodedMatrix(g, transform, inputs);
-    const scores = model.kind === 'linear' ? linearScores(g, model, x) : mlpScores(g, model, x);
+    const scores =
+      model.kind === 'linear' ? linearScores(g, model, transform, inputs) : mlpScores(g, model, transform, inputs);
     head(g, model.task, scores);
   }
   for (const output of signature.outputs) {
@@ -237,9 +237,28 @@ interface Matrix {
   readonly width: number;
 }
 
-/** The [N, D] double matrix of `applyTransform`, in `columnNames` order. */
-function encodedMatrix(g: GraphBuilder, transform: FittedTransform, inputs: readonly string[]): Matrix {
-  const pieces = transform.features.map((feature, f) => {
+/**
+ * The first affine layer over the transform, `x · weightsᵀ + biases` with x the [N, D] matrix of `applyTransform`
+ * (columns in `columnNames` order), computed without building x: the numeric columns go through one Gemm, and each
+ * categorical feature's one-hot block is replaced by a Gather of its code into that block's weights (the block holds
+ * a single 1, so its product is one weight column). The one-hot matrix would be mostly zeros (482 columns for the
+ * flights model), and building and multiplying it was most of a linear model's scoring time.
+ */
+function affineOverTransform(
+  g: GraphBuilder,
+  transform: FittedTransform,
+  inputs: readonly string[],
+  weights: readonly (readonly number[])[],
+  biases: readonly number[],
+): Matrix {
+  const width = columnNames(transform).length;
+  checkDense(weights, biases, width);
+  const outputs = weights.length;
+  const numericColumns: string[] = [];
+  const numericOffsets: number[] = [];
+  const terms: string[] = [];
+  let offset = 0;
+  transform.features.forEach((feature, f) => {
     const x = inputs[f]!;
     if (feature.kind === 'numeric') {
       const { imputeValue, mean, std } = feature.numeric;
@@ -248,26 +267,33 @@ function encodedMatrix(g: GraphBuilder, transform: FittedTransform, inputs: read
       // Sub then Div, not Mul by 1/std: bit for bit what applyTransform computes. mean 0 / std 1 (scaling 'none')
       // are exact no-ops and are left out.
       const centered = mean === 0 ? imputed : g.op('Sub', [imputed, g.constant('mean', 'double', [mean])]);
-      return std === 1 ? centered : g.op('Div', [centered, g.constant('std', 'double', [std])]);
+      numericColumns.push(std === 1 ? centered : g.op('Div', [centered, g.constant('std', 'double', [std])]));
+      numericOffsets.push(offset);
+      offset += 1;
+      return;
     }
-    const code = vocabularyCode(g, feature, x);
-    const width = feature.categorical.vocabulary.length + 1;
-    const range = g.constant(
-      'categories',
-      'int64',
-      Array.from({ length: width }, (_, i) => i),
-      [1, width],
-    );
-    // [N, 1] == [1, V+1] broadcasts to the one-hot block [N, V+1].
-    return g.op('Cast', [g.op('Equal', [code, range])], { to: { int: DOUBLE } });
+    const blockWidth = feature.categorical.vocabulary.length + 1;
+    // [V+1, K]: row c holds the weights of the one-hot column of code c, for every output.
+    const block: number[] = [];
+    for (let c = 0; c < blockWidth; c++) for (const row of weights) block.push(row[offset + c]!);
+    const table = g.constant('block_weights', 'double', block, [blockWidth, outputs]);
+    const code = g.op('Reshape', [vocabularyCode(g, feature, x), g.constant('flat', 'int64', [-1])]);
+    terms.push(g.op('Gather', [table, code], { axis: { int: 0 } }));
+    offset += blockWidth;
   });
-  const name = pieces.length === 1 ? pieces[0]! : g.op('Concat', pieces, { axis: { int: 1 } });
-  return { name, width: columnNames(transform).length };
+  const b = g.constant('biases', 'double', [...biases]);
+  if (numericColumns.length > 0) {
+    const x = numericColumns.length === 1 ? numericColumns[0]! : g.op('Concat', numericColumns, { axis: { int: 1 } });
+    const w = weights.flatMap((row) => numericOffsets.map((o) => row[o]!));
+    const numericWeights = g.constant('numeric_weights', 'double', w, [outputs, numericColumns.length]);
+    terms.unshift(g.op('Gemm', [x, numericWeights, b], { transB: { int: 1 } }));
+  } else {
+    terms.push(g.op('Expand', [b, g.constant('bias_shape', 'int64', [1, outputs])]));
+  }
+  return { name: terms.length === 1 ? terms[0]! : g.op('Sum', terms), width: outputs };
 }
 
-/** Gemm with B transposed: the models store weights[output][input]. */
-function dense(g: GraphBuilder, x: Matrix, weights: readonly (readonly number[])[], biases: readonly number[]): Matrix {
-  const inputs = x.width;
+function checkDense(weights: readonly (readonly number[])[], biases: readonly number[], inputs: number): void {
   weights.forEach((row, k) => {
     if (row.length !== inputs) {
       throw new OnnxExportError(`weight row ${k} has ${row.length} inputs; ${inputs} expected`);
@@ -278,21 +304,34 @@ function dense(g: GraphBuilder, x: Matrix, weights: readonly (readonly number[])
     throw new OnnxExportError(`${biases.length} biases for ${weights.length} outputs`);
   }
   assertFinite(biases, 'the biases');
-  const w = g.constant('weights', 'double', weights.flat(), [weights.length, inputs]);
+}
+
+/** Gemm with B transposed: the models store weights[output][input]. */
+function dense(g: GraphBuilder, x: Matrix, weights: readonly (readonly number[])[], biases: readonly number[]): Matrix {
+  checkDense(weights, biases, x.width);
+  const w = g.constant('weights', 'double', weights.flat(), [weights.length, x.width]);
   const b = g.constant('biases', 'double', [...biases]);
   return { name: g.op('Gemm', [x.name, w, b], { transB: { int: 1 } }), width: weights.length };
 }
 
-function linearScores(g: GraphBuilder, model: LinearModel, x: Matrix): string {
-  return dense(g, x, model.weights, model.intercepts).name;
+function linearScores(
+  g: GraphBuilder,
+  model: LinearModel,
+  transform: FittedTransform,
+  inputs: readonly string[],
+): string {
+  return affineOverTransform(g, transform, inputs, model.weights, model.intercepts).name;
 }
 
-function mlpScores(g: GraphBuilder, model: MlpModel, x: Matrix): string {
+function mlpScores(g: GraphBuilder, model: MlpModel, transform: FittedTransform, inputs: readonly string[]): string {
   if (model.layers.length === 0) throw new OnnxExportError('the MLP has no layers');
-  let h = x;
+  let h: Matrix | undefined;
   model.layers.forEach((layer, l) => {
     try {
-      h = dense(g, h, layer.weights, layer.biases);
+      h =
+        h === undefined
+          ? affineOverTransform(g, transform, inputs, layer.weights, layer.biases)
+          : dense(g, h, layer.weights, layer.biases);
     } catch (error) {
       if (error instanceof OnnxExportError) throw new OnnxExportError(`layer ${l}: ${error.message}`);
       throw error;
@@ -300,7 +339,7 @@ function mlpScores(g: GraphBuilder, model: MlpModel, x: Matrix): string {
     if (layer.activation === 'relu') h = { name: g.op('Relu', [h.name]), width: h.width };
     else if (layer.activation === 'tanh') h = { name: g.op('Tanh', [h.name]), width: h.width };
   });
-  return h.name;
+  return h!.name;
 }
 
 /** Scores [N, K] (double) → the task's outputs. */

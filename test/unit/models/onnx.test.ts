@@ -72,6 +72,19 @@ describe('exportOnnx: linear models', () => {
     }
   }
 
+  // The first layer is a Gemm over the numeric columns plus one Gather per categorical feature: both one-sided
+  // cases build a different graph (no Gather; no Gemm, the bias broadcast instead).
+  for (const only of ['numeric', 'categorical'] as const) {
+    for (const task of TASKS) {
+      it(`${task}, ${only} features only: onnxruntime matches the reference`, async () => {
+        const full = makeTransform(task);
+        const transform = { ...full, features: full.features.filter((f) => f.kind === only) };
+        await checkParity(randomLinear(task, transform, 13), transform, 107);
+        await checkParity(randomMlp(task, transform, 23), transform, 207);
+      });
+    }
+  }
+
   it('agrees on hand-picked rows: impute, ±Infinity, unseen, "", null and a number for a categorical', async () => {
     const transform = makeTransform('binary');
     const model = randomLinear('binary', transform, 5);
