@@ -4,8 +4,11 @@ import type { Logger } from '../core/logger.js';
 export interface AppVariables {
   /** The caller's `x-request-id` when it was valid, otherwise one generated for this request. */
   requestId: string;
-  /** A child of the process logger bound to this request's id, method and path. */
-  logger: Logger;
+  /**
+   * A child of the process logger bound to this request's id, method and path, made on first call (most requests
+   * log nothing but their completion line, which does not need one).
+   */
+  logger: () => Logger;
 }
 
 /** The Hono environment shared by the app and every resource sub-app. */

@@ -65,7 +65,7 @@ function fromHttpException(c: Context, err: HTTPException): Response {
 export function createErrorHandler(fallbackLogger: Logger): ErrorHandler<AppEnv> {
   return async (err, c) => {
     // The request logger sets this, but an error thrown before it ran must still be logged somewhere.
-    const log = (c.get('logger') as Logger | undefined) ?? fallbackLogger;
+    const log = (c.get('logger') as (() => Logger) | undefined)?.() ?? fallbackLogger;
 
     if (err instanceof DomainError) {
       if (err.httpStatus >= 500) log.error({ err }, `request failed: ${err.message}`);

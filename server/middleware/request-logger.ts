@@ -13,22 +13,27 @@ export interface RequestLoggerOptions {
 }
 
 /**
- * Puts a child logger bound to `requestId`, `method` and `path` on `c.var.logger`, and logs one line per request
+ * Puts a maker of a child logger bound to `requestId`, `method` and `path` on `c.var.logger`, and logs one line per request
  * when it completes with `status` and `durationMs` (milliseconds, two decimals): error for 5xx, warn for 4xx, info
  * otherwise. Must run after the request id middleware. The query string is left out: it may carry tokens.
  */
 export function requestLogger(options: RequestLoggerOptions): MiddlewareHandler<AppEnv> {
   const quietPaths = new Set(options.quietPaths ?? ['/healthz', '/readyz']);
+  const parent = options.logger;
   return async (c, next) => {
     const started = performance.now();
-    const log = options.logger.child({ requestId: c.get('requestId'), method: c.req.method, path: c.req.path });
+    let child: Logger | undefined;
+    const log = () =>
+      (child ??= parent.child({ requestId: c.get('requestId'), method: c.req.method, path: c.req.path }));
     c.set('logger', log);
     await next();
     const status = c.res.status;
+    const quiet = status < 400 && quietPaths.has(c.req.path);
+    if (!parent.isLevelEnabled(status >= 500 ? 'error' : status >= 400 ? 'warn' : quiet ? 'debug' : 'info')) return;
     const fields = { status, durationMs: Math.round((performance.now() - started) * 100) / 100 };
-    if (status >= 500) log.error(fields, 'request failed');
-    else if (status >= 400) log.warn(fields, 'request rejected');
-    else if (quietPaths.has(c.req.path)) log.debug(fields, 'request completed');
-    else log.info(fields, 'request completed');
+    if (status >= 500) log().error(fields, 'request failed');
+    else if (status >= 400) log().warn(fields, 'request rejected');
+    else if (quiet) log().debug(fields, 'request completed');
+    else log().info(fields, 'request completed');
   };
 }

@@ -80,7 +80,7 @@ export function health(deps: HealthDeps): OpenAPIHono<AppEnv> {
     const report = await runReadinessChecks(deps.readiness, { timeoutMs: deps.readinessTimeoutMs });
     if (report.ready) return c.json({ status: 'ready' as const, checks: report.checks }, 200);
     const failed = Object.entries(report.checks).filter(([, r]) => !r.ok);
-    c.var.logger.warn({ failed: Object.fromEntries(failed) }, 'not ready');
+    c.get('logger')().warn({ failed: Object.fromEntries(failed) }, 'not ready');
     return c.json({ status: 'not_ready' as const, checks: report.checks }, 503);
   });
   return router;
