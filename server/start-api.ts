@@ -65,6 +65,7 @@ export async function startApi(options: {
       close: async () => {
         await server.close();
         await serving.pool.close();
+        await serving.closeInference();
         // Bounded: with Postgres down, what is still queued is counted as dropped rather than holding shutdown.
         await serving.predictionLog?.close(PREDICTION_LOG_CLOSE_TIMEOUT_MS);
         await Promise.allSettled([storage.close(), connection.close()]);
@@ -72,6 +73,7 @@ export async function startApi(options: {
     };
   } catch (error) {
     await serving.pool.close();
+    await serving.closeInference();
     await serving.predictionLog?.close(0);
     await Promise.allSettled([storage.close(), connection.close()]);
     throw error;

@@ -6,9 +6,9 @@
  * `maxWaitMs` for more to arrive (only while the batch is not full). Each caller gets a slice of the batch's result:
  * the shared result object with its own row offset and count, so splitting copies nothing.
  *
- * onnxruntime-node runs a session synchronously on the main thread (inside a setImmediate), so one run at a time per
- * model is what the CPU allows anyway; the gain is fewer, larger runs: one native call, one set of tensors, one pass
- * of the graph's per-call overhead for many requests.
+ * onnxruntime-node runs a session synchronously on the thread that calls it (serving's inference thread, see
+ * inference-thread.ts), so one run at a time per model is what that thread allows anyway; the gain is fewer, larger
+ * runs: one message, one native call, one set of tensors, one pass of the graph's per-call overhead for many requests.
  */
 
 /** A caller's part of a batch's result: rows `offset` to `offset + rows - 1` of `result`. */

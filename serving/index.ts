@@ -3,9 +3,11 @@
  * registry (model-pool.ts), micro-batching per model (batcher.ts), request validation against the stored signature
  * (signature.ts) and Prometheus metrics (metrics.ts). The HTTP routes are server/routes/predict.ts and metrics.ts.
  */
+import type * as ort from 'onnxruntime-node';
 import type { Logger } from '../core/logger.js';
 import type { ArtifactStore } from '../storage/artifact-store.js';
-import { onnxModelLoader } from './load-model.js';
+import { InferenceThread } from './inference-thread.js';
+import { onnxModelLoader, type ServingSession } from './load-model.js';
 import { ServingMetrics } from './metrics.js';
 import { ModelPool, type ModelPoolOptions, type PoolRegistry } from './model-pool.js';
 import {
@@ -17,7 +19,15 @@ import {
 
 export { MicroBatcher, BatcherOverloadedError, type BatchSlice, type MicroBatcherOptions } from './batcher.js';
 export { LoadedModel, type Prediction, type ScoringSession } from './loaded-model.js';
-export { onnxModelLoader, readClasses, ModelLoadError, type ModelLoader } from './load-model.js';
+export { InferenceThread, InferenceThreadError, RemoteInferenceError } from './inference-thread.js';
+export {
+  createSessionInProcess,
+  onnxModelLoader,
+  readClasses,
+  ModelLoadError,
+  type CreateSession,
+  type ModelLoader,
+} from './load-model.js';
 export { ServingMetrics, UNRESOLVED } from './metrics.js';
 export {
   ModelPool,
@@ -64,6 +74,12 @@ export interface ServingOptions extends Pick<
   readonly maxInstances?: number;
   /** onnxruntime intra-op threads per session. Default 1. */
   readonly sessionThreads?: number;
+  /**
+   * Create and run each loaded version's session in a worker thread of its own instead of on the API's event loop.
+   * Default true: a deploy's session creation then never stalls requests in flight, and scoring overlaps with HTTP
+   * work.
+   */
+  readonly inferenceThread?: boolean;
   /** Collect Node's process metrics too. Default true. */
   readonly defaultMetrics?: boolean;
   /**
@@ -80,6 +96,8 @@ export interface Serving {
   readonly maxInstances?: number;
   /** The prediction log writer, when logging is on: close it (bounded) on shutdown, after the server. */
   readonly predictionLog?: PredictionLogWriter;
+  /** Ends the inference threads still running: on shutdown, after the pool is closed. */
+  readonly closeInference: () => Promise<void>;
 }
 
 /**
@@ -100,6 +118,7 @@ export function createServing(deps: {
     options.predictionLog && deps.databaseUrl
       ? createPredictionLogWriter({ ...options.predictionLog, databaseUrl: deps.databaseUrl, metrics, logger })
       : undefined;
+  const threads = new Set<InferenceThread>();
   const pool = new ModelPool({
     registry: deps.registry,
     metrics,
@@ -119,6 +138,9 @@ export function createServing(deps: {
       artifacts: deps.artifacts,
       metrics,
       ...(options.sessionThreads ? { sessionThreads: options.sessionThreads } : {}),
+      ...(options.inferenceThread === false
+        ? {}
+        : { createSession: (bytes, sessionOptions) => sessionInOwnThread(threads, bytes, sessionOptions) }),
       modelOptions: {
         ...pick(options, ['maxBatchRows', 'maxWaitMs']),
         onReleaseError: (model, error) =>
@@ -131,7 +153,44 @@ export function createServing(deps: {
     metrics,
     ...(options.maxInstances ? { maxInstances: options.maxInstances } : {}),
     ...(predictionLog ? { predictionLog } : {}),
+    closeInference: async () => {
+      await Promise.all([...threads].map((thread) => thread.close()));
+    },
   };
+}
+
+/**
+ * A session in a thread of its own, ended when the session is released. One thread per loaded version, because a
+ * thread runs one thing at a time: a deploy's new version is created (tens of milliseconds for a tree ensemble) while
+ * the version it replaces keeps scoring on its own thread.
+ */
+async function sessionInOwnThread(
+  threads: Set<InferenceThread>,
+  bytes: Uint8Array,
+  options: ort.InferenceSession.SessionOptions,
+): Promise<ServingSession> {
+  const thread = new InferenceThread();
+  threads.add(thread);
+  const end = async () => {
+    threads.delete(thread);
+    await thread.close();
+  };
+  try {
+    const session = await thread.createSession(bytes, options);
+    return {
+      ...session,
+      release: async () => {
+        try {
+          await session.release();
+        } finally {
+          await end();
+        }
+      },
+    };
+  } catch (error) {
+    await end();
+    throw error;
+  }
 }
 
 /** The fields of `object` among `keys` that are defined (exactOptionalPropertyTypes-friendly spreading). */

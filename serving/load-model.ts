@@ -7,7 +7,8 @@ import { ONNX_METADATA } from '../models/onnx/export.js';
 import { sessionSignature } from '../models/onnx/runtime.js';
 import type { ModelVersion } from '../schema/registry.js';
 import type { ArtifactStore } from '../storage/artifact-store.js';
-import { LoadedModel, type ClassLabel, type LoadedModelOptions } from './loaded-model.js';
+import type { SessionDescription } from './inference-protocol.js';
+import { LoadedModel, type ClassLabel, type LoadedModelOptions, type ScoringSession } from './loaded-model.js';
 import type { ServingMetrics } from './metrics.js';
 import { compileSignature } from './signature.js';
 
@@ -22,7 +23,24 @@ export interface LoadModelDeps {
   /** onnxruntime intra-op threads per session. Default 1: micro-batches are small and the event loop shares the CPU. */
   readonly sessionThreads?: number;
   readonly modelOptions?: LoadedModelOptions;
+  /**
+   * Where sessions are created and run: an {@link InferenceThread}'s `createSession` (what `createServing` uses) or,
+   * by default, in this thread.
+   */
+  readonly createSession?: CreateSession;
 }
+
+/** A session serving can check and run, wherever it lives. */
+export type ServingSession = ScoringSession & SessionDescription;
+
+/** Creates a session from ONNX bytes. */
+export type CreateSession = (
+  bytes: Uint8Array,
+  options: ort.InferenceSession.SessionOptions,
+) => Promise<ServingSession>;
+
+/** Sessions in the calling thread: creation and every run block its event loop for their duration. */
+export const createSessionInProcess: CreateSession = (bytes, options) => ort.InferenceSession.create(bytes, options);
 
 /** Loads and warms up `version` (of the model named `modelName`). */
 export type ModelLoader = (modelName: string, version: ModelVersion) => Promise<LoadedModel>;
@@ -36,11 +54,12 @@ export type ModelLoader = (modelName: string, version: ModelVersion) => Promise<
  */
 export function onnxModelLoader(deps: LoadModelDeps): ModelLoader {
   const threads = deps.sessionThreads ?? 1;
+  const createSession = deps.createSession ?? createSessionInProcess;
   return async (modelName, version) => {
     const signature = compileSignature(version.signature);
     const bytes = await deps.artifacts.get({ uri: version.onnxUri, sha256: version.sha256 });
     const classes = readClasses(bytes);
-    const session = await ort.InferenceSession.create(bytes, {
+    const session = await createSession(bytes, {
       executionProviders: ['cpu'],
       intraOpNumThreads: threads,
       interOpNumThreads: 1,

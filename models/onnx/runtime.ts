@@ -105,7 +105,9 @@ function field(meta: ort.InferenceSession.ValueMetadata): SignatureField {
 }
 
 /** The signature onnxruntime reads from a loaded graph (dynamic axes as null). */
-export function sessionSignature(session: ort.InferenceSession): ModelSignature {
+export function sessionSignature(
+  session: Pick<ort.InferenceSession, 'inputMetadata' | 'outputMetadata'>,
+): ModelSignature {
   return { inputs: session.inputMetadata.map(field), outputs: session.outputMetadata.map(field) };
 }
 
