@@ -52,6 +52,10 @@ export class LoadedModel {
   readonly identity: ModelIdentity;
   /** `{ name, version, versionId }`, built once: what every response names. */
   readonly summary: { readonly name: string; readonly version: number; readonly versionId: string };
+  /** `{"model":<summary>,`: how every predict response begins. */
+  readonly responseHead: string;
+  /** `"classes":[...],` for a classifier whose graph records its classes, else empty. */
+  readonly responseClasses: string;
   readonly signature: CompiledSignature;
   /** The classes in the order of the `probabilities` columns, when the graph records them. */
   readonly classes: readonly ClassLabel[] | undefined;
@@ -61,6 +65,8 @@ export class LoadedModel {
   readonly #session: ScoringSession;
   readonly #batcher: MicroBatcher<readonly Instance[], RunOutputs>;
   readonly #options: LoadedModelOptions;
+  /** The JSON of each class label, by index. */
+  readonly #labelJson: readonly string[];
   #refs = 0;
   #retired = false;
   #released: Promise<void> | undefined;
@@ -79,6 +85,9 @@ export class LoadedModel {
     this.#session = session;
     this.metrics = metrics;
     this.classes = classes;
+    this.#labelJson = (classes ?? []).map((c) => JSON.stringify(c));
+    this.responseHead = `{"model":${JSON.stringify(this.summary)},`;
+    this.responseClasses = classes === undefined ? '' : `"classes":${JSON.stringify(classes)},`;
     this.#options = options;
     this.#batcher = new MicroBatcher((items, rows) => this.#run(items, rows), rowsOf, {
       ...options,
@@ -142,6 +151,39 @@ export class LoadedModel {
     for (const input of this.signature.inputs) instance[input.name] = input.numeric ? 0 : '';
     const outputs = await this.#run([[instance]], 1);
     this.predictions({ result: outputs, offset: 0, rows: 1 });
+  }
+
+  /**
+   * The caller's slice as the JSON of its `predictions` array, written straight from the output tensors: exactly
+   * `JSON.stringify(this.predictions(slice))` without building the objects first (for 1,000-instance requests,
+   * building and stringifying them was a tenth of the route's time).
+   */
+  predictionsJson(slice: BatchSlice<RunOutputs>): string {
+    const { result, offset, rows } = slice;
+    const parts = new Array<string>(rows);
+    if (this.signature.task === 'regression') {
+      const values = result[OUTPUT_PREDICTION]!.data as Float64Array | Float32Array;
+      for (let i = 0; i < rows; i++) {
+        const v = values[offset + i]!;
+        parts[i] = Number.isFinite(v) ? `{"prediction":${v}}` : '{"prediction":null}';
+      }
+      return `[${parts.join(',')}]`;
+    }
+    const labels = result[OUTPUT_LABEL]!.data as BigInt64Array;
+    const probabilities = result[OUTPUT_PROBABILITIES]!;
+    const p = probabilities.data as Float32Array;
+    const k = probabilities.dims[1] ?? 1;
+    const labelJson = this.#labelJson;
+    for (let i = 0; i < rows; i++) {
+      const index = Number(labels[offset + i]);
+      const start = (offset + i) * k;
+      // JSON.stringify writes a non-finite number as null; String() writes a finite one exactly as it does.
+      let row = Number.isFinite(p[start]!) ? String(p[start]!) : 'null';
+      for (let j = 1; j < k; j++) row += Number.isFinite(p[start + j]!) ? `,${p[start + j]!}` : ',null';
+      parts[i] =
+        `{"label":${labelJson[index] ?? JSON.stringify(this.classes?.[index] ?? index)},"probabilities":[${row}]}`;
+    }
+    return `[${parts.join(',')}]`;
   }
 
   /** Turns a caller's slice of a run's outputs into the API's predictions. */

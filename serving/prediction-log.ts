@@ -35,8 +35,11 @@ export interface PredictionLogRecord {
   readonly role: DeploymentRole;
   /** The instances as received: each one becomes a row's `features`. Must not be mutated once enqueued. */
   readonly instances: readonly object[];
-  /** One output per instance, in the same order (null or absent for an instance the model failed on). */
-  readonly outputs?: readonly (object | null)[] | undefined;
+  /**
+   * One output per instance, in the same order (null or absent for an instance the model failed on); or a function
+   * that makes them, called only when the record's rows are written.
+   */
+  readonly outputs?: readonly (object | null)[] | (() => readonly (object | null)[]) | undefined;
   /** Time from the request's arrival to its response, in ms (shared by the request's rows). */
   readonly latencyMs: number;
   /** Set when the model failed on these instances. */
@@ -482,7 +485,8 @@ export function shadowLogRecord(result: ShadowResult): PredictionLogRecord {
 }
 
 function appendRows(batch: PredictionLogRow[], record: PredictionLogRecord): void {
-  const { instances, outputs, model } = record;
+  const { instances, model } = record;
+  const outputs = typeof record.outputs === 'function' ? record.outputs() : record.outputs;
   for (let i = 0; i < instances.length; i++) {
     batch.push({
       requestId: record.requestId,

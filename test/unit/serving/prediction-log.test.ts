@@ -91,6 +91,17 @@ async function counter(metric: { get(): Promise<{ values: { value: number }[] }>
 }
 
 describe('PredictionLogWriter', () => {
+  it('makes outputs given as a function only when it writes the rows, once', async () => {
+    const sink = recordingSink();
+    const w = writer({ write: sink.write, batchSize: 4, flushMs: 5 });
+    const make = vi.fn(() => [{ prediction: 1 }, { prediction: 2 }]);
+    expect(w.enqueue(record(2, { outputs: make }))).toBe(true);
+    expect(make).not.toHaveBeenCalled();
+    await vi.waitFor(() => expect(sink.rows()).toHaveLength(2));
+    expect(make).toHaveBeenCalledTimes(1);
+    expect(sink.rows().map((row) => row.outputs)).toEqual([{ prediction: 1 }, { prediction: 2 }]);
+  });
+
   it('writes one row per instance, in order, in batches of at most batchSize', async () => {
     const sink = recordingSink();
     const w = writer({ write: sink.write, batchSize: 4, flushMs: 5 });
@@ -112,7 +123,7 @@ describe('PredictionLogWriter', () => {
       version: 3,
       role: 'champion',
       features: records[1]!.instances[0],
-      outputs: records[1]!.outputs![0],
+      outputs: (records[1]!.outputs as readonly object[])[0],
       latencyMs: 1.5,
       error: null,
     });
