@@ -72,6 +72,34 @@ const STATUSES: Record<string, RolloutStatus> = {
   CONTINUED_AS_NEW: 'running',
 };
 
+/** Thrown when a rollout cannot be cancelled because it has already ended. */
+export class RolloutStateError extends Error {
+  override readonly name = 'RolloutStateError';
+}
+
+/**
+ * Asks a running rollout to stop: its workflow takes the challenger out of traffic (the champion serves 100 % again)
+ * and records the step, then ends as cancelled. Returns the rollout as it is when the request is made (still
+ * running; read it again to see the rollback), or undefined when there is no such rollout.
+ *
+ * @throws RolloutStateError when the rollout has already ended (promoted, rolled back, failed or cancelled).
+ */
+export async function cancelDeploymentRollout(
+  deps: RolloutRunnerDeps,
+  deploymentName: string,
+  rolloutId: string,
+): Promise<RolloutView | undefined> {
+  const view = await getDeploymentRollout(deps, deploymentName, rolloutId);
+  if (!view) return undefined;
+  if (view.status !== 'running') {
+    throw new RolloutStateError(
+      `rollout ${rolloutId} of deployment ${deploymentName} has already ended (${view.status})`,
+    );
+  }
+  await deps.client.workflow.getHandle(view.workflowId).cancel();
+  return view;
+}
+
 /** The rollout's status and state, or undefined when there is no such rollout. */
 export async function getDeploymentRollout(
   deps: RolloutRunnerDeps,

@@ -1,6 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import {
+  cancelDeploymentRollout,
   getDeploymentRollout,
+  RolloutStateError,
   startDeploymentRollout,
   type RolloutRunnerDeps,
   type RolloutView,
@@ -203,6 +205,27 @@ const getRoute = createRoute({
   },
 });
 
+const cancelRoute = createRoute({
+  method: 'post',
+  path: '/{name}/rollouts/{id}/cancel',
+  tags: ['deployments'],
+  summary: 'Stop a canary rollout and roll it back',
+  description:
+    'Cancels the `deploymentRollout` workflow (202): it takes the challenger out of traffic, so the champion serves ' +
+    'all of it again, records the step and ends as cancelled. Read the rollout to see the rollback.',
+  request: {
+    params: z.object({ name: deploymentNameSchema, id: rolloutIdSchema }),
+    headers: z.object({ 'x-actor': actorHeaderSchema }),
+  },
+  responses: {
+    202: jsonResponse('The cancellation was requested; the rollout as it was then.', rolloutViewSchema),
+    400: errorResponse('Invalid name or id.'),
+    404: errorResponse('No such rollout.'),
+    409: errorResponse('The rollout has already ended.'),
+    503: errorResponse('This API is not connected to the workflow service.'),
+  },
+});
+
 const stopShadowRoute = createRoute({
   method: 'delete',
   path: '/{name}/shadows/{version}',
@@ -373,6 +396,21 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
     const view = await getDeploymentRollout(runnerOrThrow(), name, id);
     if (!view) throw new NotFoundError(`deployment ${name} has no rollout ${id}`);
     return c.json(viewJson(view), 200);
+  });
+
+  router.openapi(cancelRoute, async (c) => {
+    const { name, id } = c.req.valid('param');
+    const actor = c.req.valid('header')['x-actor'] ?? DEFAULT_ACTOR;
+    let view: RolloutView | undefined;
+    try {
+      view = await cancelDeploymentRollout(runnerOrThrow(), name, id);
+    } catch (error) {
+      if (error instanceof RolloutStateError) throw new ConflictError(error.message, { cause: error });
+      throw error;
+    }
+    if (!view) throw new NotFoundError(`deployment ${name} has no rollout ${id}`);
+    c.get('logger')().info({ deployment: name, rolloutId: id, actor }, 'rollout cancellation requested');
+    return c.json(viewJson(view), 202);
   });
 
   router.openapi(stopShadowRoute, async (c) => {

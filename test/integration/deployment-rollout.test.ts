@@ -375,7 +375,7 @@ describe('deployment rollouts', () => {
     expect(canary.every((r) => r.endedAt?.getTime() === latest!.startedAt.getTime())).toBe(true);
   });
 
-  it('rolls back when the rollout is cancelled', async () => {
+  it('rolls back when the rollout is cancelled through the API', async () => {
     const { workflowId } = await startDeploymentRollout(
       { client: platform.client, taskQueue: platform.taskQueue },
       {
@@ -394,12 +394,24 @@ describe('deployment rollouts', () => {
       10_000,
       'the canary to start',
     );
+    const rolloutId = workflowId.slice(`rollout-${name}-`.length);
+    const cancel = `/v1/deployments/${name}/rollouts/${rolloutId}/cancel`;
+    const requested = await api('POST', cancel);
+    expect(requested.status).toBe(202);
+    expect(requested.body.status).toBe('running');
     const handle = platform.client.workflow.getHandle(workflowId);
-    await handle.cancel();
     await expect(handle.result()).rejects.toThrow();
     const active = await platform.storage.registry.activeRevisions(name);
     expect(shares(active)).toEqual(['champion v2 100%']);
     expect(active[0]!.reason).toMatch(/^rolled back because the rollout was cancelled/);
+    // The rollout now reads as cancelled, with the step recorded; it cannot be cancelled twice.
+    const after = await api('GET', `/v1/deployments/${name}/rollouts/${rolloutId}`);
+    expect(after.body.status).toBe('cancelled');
+    expect(JSON.stringify(after.body.state)).toContain('cancelled');
+    const again = await api('POST', cancel);
+    expect(again.status).toBe(409);
+    expect(again.body.error?.code).toBe('conflict');
+    expect((await api('POST', `/v1/deployments/${name}/rollouts/${randomUUID()}/cancel`)).status).toBe(404);
   });
 
   it('routes a sticky canary by the key: one key, one version', async () => {
