@@ -79,6 +79,11 @@ const environmentSchema = z.object({
   API_PORT: port.default(3000),
   API_BODY_LIMIT_BYTES: positiveInt.default(1_048_576),
 
+  SERVING_MAX_INSTANCES: positiveInt.default(1_000),
+  SERVING_MAX_BATCH_ROWS: positiveInt.default(256),
+  SERVING_MAX_WAIT_MS: z.coerce.number().min(0).max(1_000).default(0),
+  SERVING_INFERENCE_THREADS: flag.default(true),
+
   PREDICTION_LOG_SAMPLE_RATE: fraction.default(1),
   PREDICTION_LOG_QUEUE_SIZE: positiveInt.default(100_000),
   PREDICTION_LOG_BATCH_SIZE: positiveInt.default(1_000),
@@ -131,6 +136,17 @@ export interface AppConfig {
     readonly consolePort: number;
   };
   readonly api: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  /** Online serving (serving/index.ts). */
+  readonly serving: {
+    /** Most instances in one predict request. */
+    readonly maxInstances: number;
+    /** Most rows in one session run (micro-batching). */
+    readonly maxBatchRows: number;
+    /** How long a batch formed under load waits to fill, in ms. */
+    readonly maxWaitMs: number;
+    /** Each loaded version's session in a worker thread of its own, off the event loop. */
+    readonly inferenceThreads: boolean;
+  };
   /** The API's prediction logs (serving/prediction-log.ts). */
   readonly predictionLog: {
     /** Share of predict requests logged, 0 to 1. */
@@ -200,6 +216,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       consolePort: e.MINIO_CONSOLE_PORT,
     },
     api: { host: e.API_HOST, port: e.API_PORT, bodyLimitBytes: e.API_BODY_LIMIT_BYTES },
+    serving: {
+      maxInstances: e.SERVING_MAX_INSTANCES,
+      maxBatchRows: e.SERVING_MAX_BATCH_ROWS,
+      maxWaitMs: e.SERVING_MAX_WAIT_MS,
+      inferenceThreads: e.SERVING_INFERENCE_THREADS,
+    },
     predictionLog: {
       sampleRate: e.PREDICTION_LOG_SAMPLE_RATE,
       queueSize: e.PREDICTION_LOG_QUEUE_SIZE,

@@ -29,7 +29,13 @@ export async function startApi(options: {
     artifacts: storage.artifacts,
     databaseUrl: endpoints.databaseUrl,
     logger,
-    options: { predictionLog: config.predictionLog },
+    options: {
+      maxInstances: config.serving.maxInstances,
+      maxBatchRows: config.serving.maxBatchRows,
+      maxWaitMs: config.serving.maxWaitMs,
+      inferenceThread: config.serving.inferenceThreads,
+      predictionLog: config.predictionLog,
+    },
   });
   // In the background: the API comes up while Postgres or S3 is still down; a request for a model not loaded yet
   // loads it on demand.

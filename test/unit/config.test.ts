@@ -44,6 +44,7 @@ describe('loadConfig', () => {
         consolePort: 9001,
       },
       api: { host: '127.0.0.1', port: 3000, bodyLimitBytes: 1_048_576 },
+      serving: { maxInstances: 1_000, maxBatchRows: 256, maxWaitMs: 0, inferenceThreads: true },
       predictionLog: { sampleRate: 1, queueSize: 100_000, batchSize: 1_000, flushMs: 200 },
       worker: {
         maxConcurrentActivities: 8,
@@ -125,6 +126,10 @@ describe('loadConfig', () => {
     ['PREDICTION_LOG_SAMPLE_RATE', 'half'],
     ['PREDICTION_LOG_SAMPLE_RATE', ''],
     ['PREDICTION_LOG_QUEUE_SIZE', '0'],
+    ['SERVING_MAX_INSTANCES', '0'],
+    ['SERVING_MAX_BATCH_ROWS', 'many'],
+    ['SERVING_MAX_WAIT_MS', '-1'],
+    ['SERVING_INFERENCE_THREADS', 'sometimes'],
   ])('rejects %s=%j with a ConfigError naming the variable', (variable, value) => {
     const error = configError({ [variable]: value });
     expect(error.name).toBe('ConfigError');
