@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import type { ValidationTargets } from 'hono';
-import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { ContentfulStatusCode, UnofficialStatusCode } from 'hono/utils/http-status';
 import type { ZodError } from 'zod';
 
 /** The one JSON shape of every error response. */
@@ -96,6 +96,17 @@ export class ServiceUnavailableError extends DomainError {
   override readonly name = 'ServiceUnavailableError';
   constructor(message: string, options?: DomainErrorOptions) {
     super(503, 'service_unavailable', message, options);
+  }
+}
+
+/**
+ * The client closed its connection before the answer was ready (499, nginx's "client closed request"): nobody reads
+ * the response, the status labels the request in logs and metrics.
+ */
+export class ClientClosedRequestError extends DomainError {
+  override readonly name = 'ClientClosedRequestError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super(499 as UnofficialStatusCode, 'client_closed_request', message, options);
   }
 }
 

@@ -43,11 +43,17 @@ export class BatcherOverloadedError extends Error {
   override readonly name = 'BatcherOverloadedError';
 }
 
+/** Thrown to a caller whose request was abandoned (its `abandoned()` said so) before it ran: it never runs. */
+export class AbandonedRequestError extends Error {
+  override readonly name = 'AbandonedRequestError';
+}
+
 interface Pending<I, R> {
   readonly item: I;
   readonly rows: number;
   readonly resolve: (slice: BatchSlice<R>) => void;
   readonly reject: (error: unknown) => void;
+  readonly abandoned: (() => boolean) | undefined;
 }
 
 /** Batches items of type `I` (each `rowsOf(item)` rows) into runs of `execute`, which yields `R` for the whole batch. */
@@ -87,19 +93,25 @@ export class MicroBatcher<I, R> {
   /**
    * Scores `item` in the next run and resolves with its slice of that run's result; rejects with the run's error
    * when its run fails (a failed batch of several requests is rerun request by request, so one bad request does
-   * not fail the others).
+   * not fail the others). `abandoned`, when given, is asked while the item waits (before each batch is formed, and
+   * when the queue is full): once it says true the item is taken off the queue and rejected with
+   * {@link AbandonedRequestError} instead of running.
    */
-  submit(item: I): Promise<BatchSlice<R>> {
+  submit(item: I, abandoned?: () => boolean): Promise<BatchSlice<R>> {
     const rows = this.#rowsOf(item);
     return new Promise<BatchSlice<R>>((resolve, reject) => {
-      const pending: Pending<I, R> = { item, rows, resolve, reject };
+      const pending: Pending<I, R> = { item, rows, resolve, reject, abandoned };
       if (!this.#running) {
         this.#start([pending], rows);
         return;
       }
       if (this.#queuedRows + rows > this.#maxQueuedRows && this.#queue.length > 0) {
-        reject(new BatcherOverloadedError(`${this.#queuedRows} rows are already waiting for the model`));
-        return;
+        // Full: room held by callers that have gone does not count.
+        this.#dropAbandoned();
+        if (this.#queuedRows + rows > this.#maxQueuedRows && this.#queue.length > 0) {
+          reject(new BatcherOverloadedError(`${this.#queuedRows} rows are already waiting for the model`));
+          return;
+        }
       }
       this.#queue.push(pending);
       this.#queuedRows += rows;
@@ -176,8 +188,35 @@ export class MicroBatcher<I, R> {
     this.#next();
   }
 
+  /**
+   * Takes requests whose caller has gone (a client that closed its connection while they waited) off the queue and
+   * fails them, so they neither run nor hold queue room. Returns how many rows that freed.
+   */
+  #dropAbandoned(): number {
+    let freed = 0;
+    const kept: Pending<I, R>[] = [];
+    for (const pending of this.#queue) {
+      if (pending.abandoned?.() === true) {
+        freed += pending.rows;
+        pending.reject(new AbandonedRequestError('the caller went away before the request ran'));
+      } else {
+        kept.push(pending);
+      }
+    }
+    if (freed > 0) {
+      this.#queue = kept;
+      this.#queuedRows -= freed;
+    }
+    return freed;
+  }
+
   /** Takes the next batch off the queue (at least one request, at most `maxBatchRows` rows) and runs it. */
   #next(): void {
+    this.#dropAbandoned();
+    if (this.#queue.length === 0) {
+      this.#running = false;
+      return;
+    }
     const queue = this.#queue;
     let rows = queue[0]!.rows;
     let count = 1;

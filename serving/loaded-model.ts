@@ -135,9 +135,12 @@ export class LoadedModel {
     return Promise.resolve();
   }
 
-  /** Scores validated instances in the next micro-batch; the caller must hold a reference. */
-  score(instances: readonly Instance[]): Promise<BatchSlice<RunOutputs>> {
-    return this.#batcher.submit(instances);
+  /**
+   * Scores validated instances in the next micro-batch; the caller must hold a reference. `abandoned` tells the
+   * batcher when the caller has gone, so that waiting work is dropped (see MicroBatcher.submit).
+   */
+  score(instances: readonly Instance[], abandoned?: () => boolean): Promise<BatchSlice<RunOutputs>> {
+    return this.#batcher.submit(instances, abandoned);
   }
 
   /** Rows waiting for this model's next run. */

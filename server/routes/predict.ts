@@ -1,6 +1,7 @@
 import { z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { BatcherOverloadedError } from '../../serving/batcher.js';
+import type { IncomingMessage } from 'node:http';
+import { AbandonedRequestError, BatcherOverloadedError } from '../../serving/batcher.js';
 import type { LoadedModel } from '../../serving/loaded-model.js';
 import { UNRESOLVED, type ModelMetrics, type ServingMetrics } from '../../serving/metrics.js';
 import { ModelUnavailableError, ServingNotFoundError, type ModelPool } from '../../serving/model-pool.js';
@@ -8,6 +9,7 @@ import type { PredictionLogWriter } from '../../serving/prediction-log.js';
 import { parsePredictBody, PredictRequestError, validateInstances } from '../../serving/signature.js';
 import type { AppEnv } from '../context.js';
 import {
+  ClientClosedRequestError,
   DomainError,
   NotFoundError,
   PayloadTooLargeError,
@@ -120,7 +122,7 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
       metrics = model.metrics;
       try {
         validateInstances(model.signature, request);
-        const slice = await model.score(request.instances);
+        const slice = await model.score(request.instances, clientGone(c));
         const requestId = c.get('requestId');
         // The PredictResponse schema, written by hand: the header fields are fixed per model, and the predictions
         // come straight from the output tensors.
@@ -156,6 +158,15 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
   return router;
 }
 
+/**
+ * Whether the client's connection has closed, read from the Node request under @hono/node-server (absent when the
+ * app is called in process, as the unit tests do): a request waiting for its model is then dropped, not scored.
+ */
+function clientGone(c: Context<AppEnv>): (() => boolean) | undefined {
+  const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
+  return socket ? () => socket.destroyed : undefined;
+}
+
 /** The request body as JSON; a body that does not parse is a 400 `malformed_json` whatever its content type. */
 async function readJson(c: Context<AppEnv>): Promise<unknown> {
   try {
@@ -179,6 +190,10 @@ function toDomainError(error: unknown): unknown {
   if (error instanceof ServingNotFoundError) return new NotFoundError(error.message, { code: error.code });
   if (error instanceof ModelUnavailableError) {
     return new ServiceUnavailableError(error.message, { code: 'model_unavailable', cause: error });
+  }
+  if (error instanceof AbandonedRequestError) {
+    // Nobody reads this answer; the status only labels the request in the metrics and the request log.
+    return new ClientClosedRequestError(error.message);
   }
   if (error instanceof BatcherOverloadedError) {
     return new ServiceUnavailableError(`the model is overloaded: ${error.message}`, { code: 'overloaded' });

@@ -1,5 +1,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BatcherOverloadedError, MicroBatcher, type BatchSlice } from '../../../serving/batcher.js';
+import {
+  AbandonedRequestError,
+  BatcherOverloadedError,
+  MicroBatcher,
+  type BatchSlice,
+} from '../../../serving/batcher.js';
 
 /** A run that the test finishes by hand, recording every batch it was given. */
 function controlledRun() {
@@ -27,6 +32,56 @@ afterEach(() => {
 });
 
 describe('MicroBatcher', () => {
+  it('drops waiting requests whose caller has gone: they never run, and the others run without them', async () => {
+    const run = controlledRun();
+    const batcher = new MicroBatcher(run.execute, rows);
+    const first = batcher.submit(['a']);
+    let gone = false;
+    const abandoned = batcher.submit(['b', 'c'], () => gone);
+    const kept = batcher.submit(['d'], () => false);
+    gone = true;
+    run.finish(0);
+    await first;
+    await expect(abandoned).rejects.toBeInstanceOf(AbandonedRequestError);
+    expect(run.batches).toEqual([[['a']], [['d']]]);
+    run.finish(1);
+    expect(mine(await kept)).toEqual(['D']);
+    expect(batcher.queuedRows).toBe(0);
+  });
+
+  it('does not count gone callers against a full queue', async () => {
+    const run = controlledRun();
+    const batcher = new MicroBatcher(run.execute, rows, { maxQueuedRows: 3 });
+    const first = batcher.submit(['a']);
+    let gone = false;
+    const stale = batcher.submit(['b', 'c', 'd'], () => gone);
+    await expect(batcher.submit(['e'])).rejects.toBeInstanceOf(BatcherOverloadedError);
+    gone = true;
+    const fresh = batcher.submit(['f']);
+    await expect(stale).rejects.toBeInstanceOf(AbandonedRequestError);
+    expect(batcher.queuedRows).toBe(1);
+    run.finish(0);
+    await first;
+    await tick();
+    run.finish(1);
+    expect(mine(await fresh)).toEqual(['F']);
+  });
+
+  it('goes idle when every waiting request was abandoned', async () => {
+    const run = controlledRun();
+    const batcher = new MicroBatcher(run.execute, rows);
+    const first = batcher.submit(['a']);
+    const stale = batcher.submit(['b'], () => true);
+    run.finish(0);
+    await first;
+    await expect(stale).rejects.toBeInstanceOf(AbandonedRequestError);
+    expect(batcher.running).toBe(false);
+    const next = batcher.submit(['c']);
+    expect(run.batches).toEqual([[['a']], [['c']]]);
+    run.finish(1);
+    expect(mine(await next)).toEqual(['C']);
+  });
+
   it('runs a request at once when idle, without waiting for company', async () => {
     const run = controlledRun();
     const batcher = new MicroBatcher(run.execute, rows, { maxWaitMs: 50 });
