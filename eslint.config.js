@@ -34,7 +34,7 @@ export default tseslint.config(
   {
     languageOptions: {
       parserOptions: {
-        projectService: { allowDefaultProject: ['*.js', 'models/thread-bootstrap.js'] },
+        projectService: { allowDefaultProject: ['*.js', 'models/thread-bootstrap.js', 'serving/inference-worker.js'] },
         tsconfigRootDir: import.meta.dirname,
       },
     },

@@ -1,4 +1,4 @@
-/** Messages between the API's event loop (inference-thread.ts) and the inference thread (inference-worker.ts). */
+/** Messages between the API's event loop (inference-thread.ts) and the inference thread (inference-worker.js). */
 import type * as ort from 'onnxruntime-node';
 
 /** A tensor as it crosses the thread boundary (structured clone; feed buffers are transferred). */

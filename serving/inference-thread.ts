@@ -1,5 +1,5 @@
 /**
- * A worker thread that creates and runs onnxruntime sessions off the API's event loop (why: inference-worker.ts).
+ * A worker thread that creates and runs onnxruntime sessions off the API's event loop (why: inference-worker.js).
  * Sessions live in the thread; the event loop holds {@link ThreadSession} handles that send feeds and get outputs
  * back by message. Feed buffers are transferred, not copied; outputs are small (a label and K probabilities per row)
  * and are copied. Serving gives each loaded version a thread of its own (`createServing`).
@@ -12,10 +12,8 @@ import * as ort from 'onnxruntime-node';
 import type { InferenceReply, InferenceRequest, SessionDescription, WireTensor } from './inference-protocol.js';
 import type { ScoringSession } from './loaded-model.js';
 
-// The thread loads TypeScript, so it starts through the project's bootstrap (which registers tsx), like the trees'
-// training helpers.
-const BOOTSTRAP = new URL('../models/thread-bootstrap.js', import.meta.url);
-const ENTRY = new URL('./inference-worker.ts', import.meta.url).href;
+// Plain JavaScript, started directly: no tsx in the thread (why: inference-worker.js).
+const ENTRY = new URL('./inference-worker.js', import.meta.url);
 
 /** The thread is gone (crashed or terminated). */
 export class InferenceThreadError extends Error {
@@ -50,7 +48,8 @@ export class InferenceThread {
   #failure: InferenceThreadError | undefined;
 
   constructor() {
-    this.#worker = new Worker(BOOTSTRAP, { workerData: { entry: ENTRY } });
+    // No inherited --import tsx: the entry is JavaScript, and registering tsx is what made threads slow to start.
+    this.#worker = new Worker(ENTRY, { execArgv: [] });
     // Idle, the thread must not keep the process alive; close() ends it on shutdown.
     this.#worker.unref();
     let ready!: () => void;
