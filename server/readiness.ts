@@ -103,6 +103,20 @@ export function postgresReadiness(pool: pg.Pool): ReadinessCheck {
   };
 }
 
+/**
+ * Online serving is ready once its model pool has read the deployments and loaded their versions (see
+ * `ModelPool.initialLoadDone`).
+ */
+export function servingReadiness(pool: { readonly initialLoadDone: boolean }): ReadinessCheck {
+  return {
+    name: 'serving',
+    check() {
+      if (!pool.initialLoadDone) return Promise.reject(new Error('the deployed models are still loading'));
+      return Promise.resolve();
+    },
+  };
+}
+
 /** S3 is ready when the artifact bucket exists and the credentials may see it. */
 export function s3Readiness(client: MinioClient, bucket: string): ReadinessCheck {
   return {

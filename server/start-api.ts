@@ -7,7 +7,7 @@ import { createServing } from '../serving/index.js';
 import { PREDICTION_LOG_CLOSE_TIMEOUT_MS } from '../serving/prediction-log.js';
 import { openStorage } from '../storage/open-storage.js';
 import { createApp } from './app.js';
-import { postgresReadiness, s3Readiness, temporalReadiness } from './readiness.js';
+import { postgresReadiness, s3Readiness, servingReadiness, temporalReadiness } from './readiness.js';
 import { startApiServer, type ApiServer } from './serve.js';
 
 /**
@@ -62,6 +62,7 @@ export async function startApi(options: {
       temporalReadiness(connection),
       postgresReadiness(storage.database.pool),
       s3Readiness(storage.artifacts.client, storage.artifacts.bucket),
+      servingReadiness(serving.pool),
     ],
   });
   try {

@@ -191,6 +191,7 @@ export class ModelPool {
   #refreshingAll: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  #initialLoadDone = false;
 
   constructor(options: ModelPoolOptions) {
     this.#registry = options.registry;
@@ -220,6 +221,16 @@ export class ModelPool {
         },
       });
     }
+  }
+
+  /**
+   * Whether the deployments have been read and each one's versions loaded (or their load attempted) at least once:
+   * what `/readyz` waits for, so a new API process takes traffic with its models in memory rather than loading them
+   * on the first requests. A version that failed to load does not hold readiness back (it is reported by its load
+   * metric and the deployment status); a registry that could not be read does.
+   */
+  get initialLoadDone(): boolean {
+    return this.#initialLoadDone;
   }
 
   /** Whether the LISTEN connection is up (false when listening is off). */
@@ -582,6 +593,7 @@ export class ModelPool {
       }
     }
     const results = await Promise.allSettled(deployments.map((d) => this.refreshDeployment(d.name)));
+    this.#initialLoadDone = true;
     for (const [i, result] of results.entries()) {
       if (result.status === 'rejected') {
         this.#logger.warn(

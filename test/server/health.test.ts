@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../server/app.js';
-import { runReadinessChecks, type ReadinessCheck } from '../../server/readiness.js';
+import { runReadinessChecks, servingReadiness, type ReadinessCheck } from '../../server/readiness.js';
 import { testDeps } from './helpers.js';
 
 // Stand-in checks: the route's behaviour (parallelism, timeouts, report shape) does not depend on what is checked.
@@ -50,6 +50,19 @@ describe('GET /readyz', () => {
     expect(body.status).toBe('not_ready');
     expect(body.checks.temporal?.ok).toBe(true);
     expect(body.checks.s3).toEqual({ ok: false, latencyMs: expect.any(Number), error: 'bucket "x" does not exist' });
+  });
+
+  it('waits for the serving pool to have loaded the deployed models', async () => {
+    const pool = { initialLoadDone: false };
+    const app = createApp(testDeps({ readiness: [passing('postgres'), servingReadiness(pool)] }));
+    const loading = await app.request('/readyz');
+    expect(loading.status).toBe(503);
+    expect(((await loading.json()) as ReadyzBody).checks.serving).toMatchObject({
+      ok: false,
+      error: 'the deployed models are still loading',
+    });
+    pool.initialLoadDone = true;
+    expect((await app.request('/readyz')).status).toBe(200);
   });
 
   it('bounds each check by the timeout, aborts it, and runs the checks in parallel', async () => {

@@ -65,6 +65,26 @@ describe('ModelPool routing', () => {
     ]);
   });
 
+  it('is ready (initialLoadDone) once the deployments were read, even when a version failed to load', async () => {
+    const { registry, pool, loader } = setup();
+    const good = registry.addVersion('delays');
+    registry.deploy('delays', 'delays', good.id);
+    const broken = registry.addVersion('fares');
+    registry.deploy('fares', 'fares', broken.id);
+    loader.failing.set(broken.id, new Error('checksum mismatch'));
+    const listDeployments = registry.listDeployments.bind(registry);
+    registry.listDeployments = () => Promise.reject(new Error('connection refused'));
+    expect(pool.initialLoadDone).toBe(false);
+    await pool.start();
+    expect(pool.initialLoadDone).toBe(false);
+    registry.listDeployments = listDeployments;
+    await pool.refreshAll();
+    expect(pool.initialLoadDone).toBe(true);
+    const model = pool.acquire('delays') as LoadedModel;
+    expect(model.identity.version).toBe(1);
+    model.release();
+  });
+
   it('swaps to a new version while in-flight requests finish on the old session, which is released after them', async () => {
     const { registry, pool, loader } = setup();
     const v1 = registry.addVersion('delays');
