@@ -1,7 +1,7 @@
 /**
- * Records the event histories of completed `trainingPipeline` runs as replay fixtures
- * (`test/fixtures/histories/<scenario>.json`), which `test/unit/workflows/replay.test.ts` replays against the
- * current workflow code: a change that would break running workflows (non-determinism) then fails CI.
+ * Records the event histories of completed `trainingPipeline`, `batchScore` and `deploymentRollout` runs as replay
+ * fixtures (`test/fixtures/histories/<scenario>.json`), which `test/unit/workflows/replay.test.ts` replays against
+ * the current workflow code: a change that would break running workflows (non-determinism) then fails CI.
  *
  * Starts its own isolated stack (real Temporal, PostgreSQL and MinIO on random ports, a temporary data directory)
  * and in-process workers on unique task queues, drives each scenario on a small synthetic CSV, and stops it all at
@@ -17,7 +17,9 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { loadConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
+import { DataEngine, sqlString } from '../data/engine.js';
 import { pipelineDefinitionSchema, type PipelineDefinitionInput } from '../pipelines/definition.js';
+import { cancelDeploymentRollout, startDeploymentRollout } from '../pipelines/rollouts.js';
 import {
   approvePipelineRun,
   rejectPipelineRun,
@@ -30,7 +32,13 @@ import { startStack, type Stack } from '../stack/stack.js';
 import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
 import { historyToJSON } from '../test/support/history-json.js';
 import { startWorkers, type RunningWorkers } from '../workers/run-workers.js';
-import type { PipelineOutcome, TrainingPipelineResult } from '../workflows/index.js';
+import {
+  batchScore,
+  type BatchScoreResult,
+  type DeploymentRolloutResult,
+  type PipelineOutcome,
+  type TrainingPipelineResult,
+} from '../workflows/index.js';
 import { syntheticCsv } from '../test/support/pipelines.js';
 
 const FIXTURES_DIR = fileURLToPath(new URL('../test/fixtures/histories/', import.meta.url));
@@ -212,6 +220,85 @@ async function main(): Promise<void> {
     await expectOutcome(run.workflowId, 'deployed');
     const resumedRunId = await record('resumed', run.workflowId);
     if (resumedRunId === failedRunId) throw new Error('the resumed run has the failed run’s id');
+
+    // (7) batch scoring: a local Parquet file scored with the auto pipeline's champion, in batches.
+    const parquet = path.join(dataFolder, 'score.parquet');
+    const engine = await DataEngine.open({ workDir: path.join(dataDir, 'duckdb'), readableDirs: [dataFolder] });
+    try {
+      await engine.run(
+        `COPY (SELECT i AS id, (i * 7 % 37)::DOUBLE AS x, ['a0', 'a1', 'a2', 'new'][i % 4 + 1] AS kind
+               FROM range(3000) t(i)) TO ${sqlString(parquet)} (FORMAT parquet)`,
+      );
+    } finally {
+      engine.close();
+    }
+    const batchId = `fixtures-batch-${suffix}`;
+    const scored = (await client.workflow.execute(batchScore, {
+      workflowId: batchId,
+      taskQueue: config.temporal.taskQueue,
+      args: [{ modelName: auto, version: 'champion', input: parquet, batchRows: 1000 }],
+    })) as BatchScoreResult;
+    if (scored.rows !== 3000) throw new Error(`batch scoring: ${scored.rows} rows, not 3000`);
+    await record('batch-score', batchId);
+
+    // (8) and (9) canary rollouts on a deployment with two blessed versions (v1 the champion): one that runs its
+    // checks to the end (no traffic, so too few requests: rolled back), and one cancelled while its canary serves.
+    const roll = `fixtures-rollout-${suffix}`;
+    const rollFile = path.join(dataFolder, `${roll}.csv`);
+    await pipelines.saveDefinition(definition(roll, rollFile), 'fixtures');
+    const versions = [];
+    for (const threshold of [18, 16]) {
+      fs.writeFileSync(rollFile, syntheticCsv({ threshold, kindPrefix: 'a' }));
+      const trained = await start(roll);
+      await expectOutcome(trained.workflowId, 'deployed');
+      const result = (await client.workflow.getHandle(trained.workflowId).result()) as TrainingPipelineResult;
+      if (!result.model) throw new Error(`${trained.workflowId}: no model`);
+      versions.push(result.model);
+    }
+    const [v1, v2] = versions as [
+      NonNullable<TrainingPipelineResult['model']>,
+      NonNullable<TrainingPipelineResult['model']>,
+    ];
+    if (v1.versionId === v2.versionId) throw new Error('the rollout pipeline trained one version twice');
+    await storage.registry.deploy({
+      deploymentName: roll,
+      modelName: roll,
+      versionId: v1.versionId,
+      actor: 'fixtures',
+      reason: 'v1 is the champion before the canaries',
+    });
+    const rollouts = { client, taskQueue: config.temporal.taskQueue };
+    const canary = (durationSeconds: number) => ({
+      deploymentName: roll,
+      versionId: v2.versionId,
+      strategy: 'canary' as const,
+      trafficPercent: 50,
+      durationSeconds,
+      checkEverySeconds: 1,
+      minRequests: 5,
+      thresholds: { maxErrorRateIncrease: 0.01, maxLatencyP99Ratio: 2, maxPredictionDivergence: 0.5 },
+      requestedBy: 'fixtures',
+    });
+    const judged = await startDeploymentRollout(rollouts, canary(2), roll);
+    const verdict = (await client.workflow.getHandle(judged.workflowId).result()) as DeploymentRolloutResult;
+    if (verdict.outcome !== 'rolled_back') throw new Error(`${judged.workflowId}: ${verdict.outcome}, not rolled_back`);
+    await record('rollout-rolled-back', judged.workflowId);
+    const cancelled = await startDeploymentRollout(rollouts, canary(3600), roll);
+    const deadline = Date.now() + 60_000;
+    while (!(await storage.registry.activeRevisions(roll)).some((r) => r.role === 'challenger')) {
+      if (Date.now() > deadline) throw new Error(`${cancelled.workflowId}: the canary never started`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await cancelDeploymentRollout(rollouts, roll, cancelled.rolloutId);
+    const ended = await client.workflow
+      .getHandle(cancelled.workflowId)
+      .result()
+      .then(
+        () => 'completed',
+        (e: unknown) => (e instanceof WorkflowFailedError ? 'failed' : String(e)),
+      );
+    if (ended !== 'failed') throw new Error(`${cancelled.workflowId}: ${ended}, not cancelled`);
+    await record('rollout-cancelled', cancelled.workflowId);
   } finally {
     await workers?.shutdown();
     await connection?.close();

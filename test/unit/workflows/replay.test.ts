@@ -1,5 +1,6 @@
 /**
- * Replays the recorded histories of completed `trainingPipeline` runs (test/fixtures/histories, written by
+ * Replays the recorded histories of completed `trainingPipeline`, `batchScore` and `deploymentRollout` runs
+ * (test/fixtures/histories, written by
  * `npm run fixtures:histories`) against the current workflow code. A change that would break workflows already
  * running in production (a stage added, removed or reordered, a different activity, a timer no longer awaited)
  * makes a replay fail here with a DeterminismViolationError. Replay needs no server.
@@ -30,7 +31,17 @@ const EXPECTED_SCENARIOS = [
   'approval-rejected',
   'resumed-failed',
   'resumed',
+  'batch-score',
+  'rollout-rolled-back',
+  'rollout-cancelled',
 ];
+
+/** The workflow each fixture records, by its name's prefix; the rest are trainingPipeline runs. */
+function workflowTypeOf(scenario: string): string {
+  if (scenario.startsWith('batch-score')) return 'batchScore';
+  if (scenario.startsWith('rollout-')) return 'deploymentRollout';
+  return 'trainingPipeline';
+}
 
 const scenarios = fs
   .readdirSync(FIXTURES_DIR)
@@ -76,18 +87,22 @@ beforeAll(async () => {
   for await (const result of Worker.runReplayHistories(options, histories)) results.set(result.workflowId, result);
 }, 180_000);
 
-describe('trainingPipeline replay', () => {
+describe('workflow replay', () => {
   it('has a recorded history for every scenario', () => {
     expect(scenarios).toEqual(expect.arrayContaining(EXPECTED_SCENARIOS));
   });
 
-  it.each(scenarios)('%s: each fixture is a closed trainingPipeline execution', (scenario) => {
+  it.each(scenarios)('%s: each fixture is a closed execution of its workflow', (scenario) => {
     const events = loadHistory(scenario).events ?? [];
     const started = events[0]?.workflowExecutionStartedEventAttributes;
-    expect(started?.workflowType?.name).toBe('trainingPipeline');
+    expect(started?.workflowType?.name).toBe(workflowTypeOf(scenario));
     const last = events.at(-1);
     expect(
-      Boolean(last?.workflowExecutionCompletedEventAttributes ?? last?.workflowExecutionFailedEventAttributes),
+      Boolean(
+        last?.workflowExecutionCompletedEventAttributes ??
+        last?.workflowExecutionFailedEventAttributes ??
+        last?.workflowExecutionCanceledEventAttributes,
+      ),
     ).toBe(true);
   });
 
