@@ -30,10 +30,16 @@ export function requestLogger(options: RequestLoggerOptions): MiddlewareHandler<
     const status = c.res.status;
     const quiet = status < 400 && quietPaths.has(c.req.path);
     if (!parent.isLevelEnabled(status >= 500 ? 'error' : status >= 400 ? 'warn' : quiet ? 'debug' : 'info')) return;
-    const fields = { status, durationMs: Math.round((performance.now() - started) * 100) / 100 };
-    if (status >= 500) log().error(fields, 'request failed');
-    else if (status >= 400) log().warn(fields, 'request rejected');
-    else if (quiet) log().debug(fields, 'request completed');
-    else log().info(fields, 'request completed');
+    const durationMs = Math.round((performance.now() - started) * 100) / 100;
+    // Without a child made by a handler, one call on the parent with every field writes the same line without
+    // building a child per request.
+    const [target, fields] =
+      child === undefined
+        ? [parent, { requestId: c.get('requestId'), method: c.req.method, path: c.req.path, status, durationMs }]
+        : [child, { status, durationMs }];
+    if (status >= 500) target.error(fields, 'request failed');
+    else if (status >= 400) target.warn(fields, 'request rejected');
+    else if (quiet) target.debug(fields, 'request completed');
+    else target.info(fields, 'request completed');
   };
 }
