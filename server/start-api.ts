@@ -10,6 +10,9 @@ import { createApp } from './app.js';
 import { postgresReadiness, s3Readiness, servingReadiness, temporalReadiness } from './readiness.js';
 import { startApiServer, type ApiServer } from './serve.js';
 
+/** Longest the API waits at start for the deployed models to load before it serves anyway. */
+const INITIAL_LOAD_WAIT_MS = 10_000;
+
 /**
  * Builds the API's dependencies over the resolved endpoints and serves it. The Temporal connection is made lazily,
  * so the API comes up (and `/readyz` reports 503) while Temporal is still unreachable; the client that starts and
@@ -37,9 +40,11 @@ export async function startApi(options: {
       predictionLog: config.predictionLog,
     },
   });
-  // In the background: the API comes up while Postgres or S3 is still down; a request for a model not loaded yet
-  // loads it on demand.
-  void serving.pool.start();
+  // The first load of the deployed models, awaited for a bounded time: with the services up, the API is ready when
+  // it says so (its /readyz `serving` check passes); with Postgres or S3 down it still comes up, /readyz says why,
+  // and the pool keeps retrying (a request for a model not loaded yet loads it on demand).
+  const initialLoad = serving.pool.start();
+  await Promise.race([initialLoad, new Promise((resolve) => setTimeout(resolve, INITIAL_LOAD_WAIT_MS).unref())]);
   const app = createApp({
     logger,
     version: PLATFORM_VERSION,
