@@ -522,7 +522,7 @@ const INSERT_ROWS = `insert into prediction_logs
 select r."requestId", to_timestamp(r."loggedAt" / 1000.0), r.deployment, r.model, r."versionId", r.version, r.role,
   r.features, r.outputs, r."latencyMs", r.error
 from json_to_recordset($1::json) as r("requestId" text, "loggedAt" double precision, deployment text, model text,
-  "versionId" uuid, version integer, role text, features jsonb, outputs jsonb, "latencyMs" real, error text)`;
+  "versionId" uuid, version integer, role text, features json, outputs jsonb, "latencyMs" real, error text)`;
 
 /** A sink that inserts each batch into `prediction_logs` with one statement on `pool`. */
 export function postgresPredictionLogSink(pool: Pick<pg.Pool, 'query'>): PredictionLogSink {
