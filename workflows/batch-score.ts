@@ -1,15 +1,14 @@
 import {
-  ActivityFailure,
   ApplicationFailure,
   defineQuery,
   isCancellation,
   proxyActivities,
   setHandler,
-  TimeoutFailure,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { MainActivities, ScoreDatasetInput, ScoreDatasetResult } from '../activities/index.js';
 import { FailureType, SearchAttributeKeys } from '../core/constants.js';
+import { failureOf } from './failure.js';
 
 export type BatchScoreInput = ScoreDatasetInput;
 export type BatchScoreResult = ScoreDatasetResult;
@@ -67,17 +66,6 @@ export async function batchScore(input: BatchScoreInput): Promise<BatchScoreResu
     stage = 'failed';
     upsertSearchAttributes([{ key: SearchAttributeKeys.stage, value: stage }]);
     if (isCancellation(error)) throw error;
-    let cause: unknown = error;
-    while (cause instanceof ActivityFailure && cause.cause) cause = cause.cause;
-    const type =
-      cause instanceof ApplicationFailure && cause.type
-        ? cause.type
-        : cause instanceof TimeoutFailure
-          ? 'Timeout'
-          : cause instanceof Error
-            ? cause.name
-            : 'Error';
-    const message = cause instanceof Error ? cause.message : String(cause);
-    throw ApplicationFailure.create({ type, message, nonRetryable: true });
+    throw ApplicationFailure.create({ ...failureOf(error), nonRetryable: true });
   }
 }

@@ -1,5 +1,4 @@
 import {
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   defineQuery,
@@ -19,6 +18,7 @@ import type {
   TrafficState,
 } from '../activities/index.js';
 import { FailureType, SearchAttributeKeys } from '../core/constants.js';
+import { rootCause } from './failure.js';
 
 export interface DeploymentRolloutInput {
   readonly deploymentName: string;
@@ -226,8 +226,7 @@ function stateOf(started: StartCanaryResult): TrafficState {
 }
 
 function describeError(error: unknown): string {
-  let cause: unknown = error;
-  while (cause instanceof ActivityFailure && cause.cause) cause = cause.cause;
+  const cause = rootCause(error);
   if (cause instanceof TimeoutFailure) return 'an activity timed out';
   return cause instanceof Error ? cause.message : String(cause);
 }

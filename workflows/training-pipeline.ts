@@ -1,6 +1,5 @@
 import {
   ActivityCancellationType,
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -9,7 +8,6 @@ import {
   isCancellation,
   proxyActivities,
   setHandler,
-  TimeoutFailure,
   upsertSearchAttributes,
   type ActivityOptions,
 } from '@temporalio/workflow';
@@ -32,6 +30,7 @@ import type {
 import { FailureType, SearchAttributeKeys } from '../core/constants.js';
 import type { PipelineDefinition } from '../pipelines/definition.js';
 import { datasetOf, deploymentNameOf, modelNameOf } from '../pipelines/names.js';
+import { failureOf } from './failure.js';
 
 /** The stages of a run, in order; `approval` is entered only under the approval policy. */
 export const PIPELINE_STAGES = [
@@ -427,16 +426,5 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
 
 /** The failure's stable type (the activity's ApplicationFailure type, Timeout, ...), message and stage. */
 function describeFailure(error: unknown, stage: string | undefined): RunFailure {
-  let cause: unknown = error;
-  while (cause instanceof ActivityFailure && cause.cause) cause = cause.cause;
-  const type =
-    cause instanceof ApplicationFailure && cause.type
-      ? cause.type
-      : cause instanceof TimeoutFailure
-        ? 'Timeout'
-        : cause instanceof Error
-          ? cause.name
-          : 'Error';
-  const message = cause instanceof Error ? cause.message : String(cause);
-  return { type, message, ...(stage ? { stage } : {}) };
+  return { ...failureOf(error), ...(stage ? { stage } : {}) };
 }
