@@ -13,13 +13,9 @@ import {
   type CanaryVerdict,
   type VersionTraffic,
 } from '../serving/canary-comparison.js';
-import {
-  RegistryConflictError,
-  RegistryNotFoundError,
-  STICKY_KEY_CONFIG,
-  type TrafficChangeResult,
-} from '../storage/registry-store.js';
+import { STICKY_KEY_CONFIG, type TrafficChangeResult } from '../storage/registry-store.js';
 import { activityLogger } from './activity-logger.js';
+import { registryWrite } from './registry-write.js';
 import type { ActivityDeps } from './deps.js';
 
 export type { CanaryThresholds, CanaryVerdict, CanaryCheck, VersionTraffic } from '../serving/canary-comparison.js';
@@ -158,22 +154,6 @@ function trafficState(deploymentName: string, result: TrafficChangeResult): Traf
       startedAt: r.startedAt.toISOString(),
     })),
   };
-}
-
-/** Registry refusals no retry can fix become non-retryable failures with the platform's failure types. */
-async function registryWrite<T>(write: () => Promise<T>): Promise<T> {
-  try {
-    return await write();
-  } catch (error) {
-    if (error instanceof RegistryConflictError || error instanceof RegistryNotFoundError) {
-      throw ApplicationFailure.create({
-        type: error instanceof RegistryNotFoundError ? FailureType.NotFound : FailureType.InvalidInput,
-        message: error.message,
-        nonRetryable: true,
-      });
-    }
-    throw error;
-  }
 }
 
 export function createDeploymentActivities(deps: ActivityDeps) {

@@ -5,8 +5,7 @@
  * deployment writes by version.
  */
 import path from 'node:path';
-import { ApplicationFailure, Context } from '@temporalio/activity';
-import { FailureType } from '../core/constants.js';
+import { Context } from '@temporalio/activity';
 import { PLATFORM_VERSION } from '../core/version.js';
 import { DataEngine } from '../data/engine.js';
 import type { FittedTransform } from '../data/transform.js';
@@ -27,7 +26,7 @@ import {
 } from '../schema/index.js';
 import type { PipelineRunStatus } from '../schema/pipelines.js';
 import type { ArtifactRef } from '../storage/artifact-store.js';
-import { RegistryConflictError, RegistryNotFoundError } from '../storage/registry-store.js';
+import { registryWrite } from './registry-write.js';
 import { activityLogger } from './activity-logger.js';
 import type { ActivityDeps } from './deps.js';
 import { inWorkDir as inWorkDirOf } from './work-dir.js';
@@ -413,25 +412,14 @@ export function createPipelineActivities(deps: ActivityDeps) {
 
     /** Pusher: makes a blessed version the deployment's champion (serving follows the deployment record). */
     async deployModel(input: DeployModelInput): Promise<DeployModelResult> {
-      try {
-        const deployed = await deps.registry.deploy(input);
-        return {
-          deploymentName: input.deploymentName,
-          versionId: input.versionId,
-          revisionId: deployed.revision.id,
-          previousVersionId: deployed.previousVersionId,
-          changed: deployed.changed,
-        };
-      } catch (error) {
-        if (error instanceof RegistryConflictError || error instanceof RegistryNotFoundError) {
-          throw ApplicationFailure.create({
-            type: error instanceof RegistryNotFoundError ? FailureType.NotFound : FailureType.InvalidInput,
-            message: error.message,
-            nonRetryable: true,
-          });
-        }
-        throw error;
-      }
+      const deployed = await registryWrite(() => deps.registry.deploy(input));
+      return {
+        deploymentName: input.deploymentName,
+        versionId: input.versionId,
+        revisionId: deployed.revision.id,
+        previousVersionId: deployed.previousVersionId,
+        changed: deployed.changed,
+      };
     },
   };
 }

@@ -1,0 +1,23 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { FailureType } from '../core/constants.js';
+import { RegistryConflictError, RegistryNotFoundError } from '../storage/registry-store.js';
+
+/**
+ * Runs a registry write inside an activity: refusals no retry can fix (a conflict, a missing version or deployment)
+ * become non-retryable failures with the platform's failure types; anything else (the database down) is thrown as it
+ * is, for Temporal to retry.
+ */
+export async function registryWrite<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (error instanceof RegistryConflictError || error instanceof RegistryNotFoundError) {
+      throw ApplicationFailure.create({
+        type: error instanceof RegistryNotFoundError ? FailureType.NotFound : FailureType.InvalidInput,
+        message: error.message,
+        nonRetryable: true,
+      });
+    }
+    throw error;
+  }
+}
