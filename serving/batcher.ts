@@ -193,6 +193,8 @@ export class MicroBatcher<I, R> {
    * fails them, so they neither run nor hold queue room. Returns how many rows that freed.
    */
   #dropAbandoned(): number {
+    // Called before every batch: a scan that allocates nothing unless a caller has gone.
+    if (!this.#queue.some((pending) => pending.abandoned?.() === true)) return 0;
     let freed = 0;
     const kept: Pending<I, R>[] = [];
     for (const pending of this.#queue) {
