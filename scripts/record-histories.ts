@@ -18,7 +18,6 @@ import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { loadConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { DataEngine, sqlString } from '../data/engine.js';
-import { pipelineDefinitionSchema, type PipelineDefinitionInput } from '../pipelines/definition.js';
 import { cancelDeploymentRollout, startDeploymentRollout } from '../pipelines/rollouts.js';
 import {
   approvePipelineRun,
@@ -39,7 +38,7 @@ import {
   type PipelineOutcome,
   type TrainingPipelineResult,
 } from '../workflows/index.js';
-import { syntheticCsv } from '../test/support/pipelines.js';
+import { syntheticCsv, syntheticDefinition } from '../test/support/pipelines.js';
 
 const FIXTURES_DIR = fileURLToPath(new URL('../test/fixtures/histories/', import.meta.url));
 
@@ -49,22 +48,6 @@ interface Recorded {
   readonly workflowId: string;
   readonly runId: string;
   readonly json: string;
-}
-
-function definition(name: string, file: string, overrides: Partial<PipelineDefinitionInput> = {}) {
-  return pipelineDefinitionSchema.parse({
-    name,
-    source: { uri: file, format: 'csv' },
-    label: { name: 'y', expression: 'y', task: 'binary' },
-    features: [
-      { name: 'x', expression: 'x' },
-      { name: 'kind', expression: 'kind' },
-    ],
-    split: { kind: 'hash', key: 'x', evalFraction: 0.3 },
-    trainer: { kind: 'logistic_regression', params: {} },
-    retry: { maximumAttempts: 2, initialIntervalSeconds: 0.2 },
-    ...overrides,
-  } satisfies PipelineDefinitionInput);
 }
 
 async function main(): Promise<void> {
@@ -160,7 +143,7 @@ async function main(): Promise<void> {
     const auto = `fixtures-auto-${suffix}`;
     const autoFile = csv(auto);
     await pipelines.saveDefinition(
-      definition(auto, autoFile, { validation: { champion: { metric: 'auc', minImprovement: 0 } } }),
+      syntheticDefinition(auto, autoFile, { validation: { champion: { metric: 'auc', minImprovement: 0 } } }),
       'fixtures',
     );
     const first = await start(auto);
@@ -181,7 +164,7 @@ async function main(): Promise<void> {
     ] as const) {
       const name = `fixtures-${approved ? 'approve' : 'reject'}-${suffix}`;
       await pipelines.saveDefinition(
-        definition(name, csv(name), { deployment: { policy: 'approval', approvalTimeoutSeconds: 3600 } }),
+        syntheticDefinition(name, csv(name), { deployment: { policy: 'approval', approvalTimeoutSeconds: 3600 } }),
         'fixtures',
       );
       const run = await start(name);
@@ -209,7 +192,7 @@ async function main(): Promise<void> {
     let run: Awaited<ReturnType<typeof start>>;
     let failedRunId: string;
     try {
-      await pipelines.saveDefinition(definition(resume, csv(resume)), 'fixtures');
+      await pipelines.saveDefinition(syntheticDefinition(resume, csv(resume)), 'fixtures');
       run = await start(resume);
       await expectFailure(run.workflowId, 'register');
       failedRunId = await record('resumed-failed', run.workflowId);
@@ -245,7 +228,7 @@ async function main(): Promise<void> {
     // checks to the end (no traffic, so too few requests: rolled back), and one cancelled while its canary serves.
     const roll = `fixtures-rollout-${suffix}`;
     const rollFile = path.join(dataFolder, `${roll}.csv`);
-    await pipelines.saveDefinition(definition(roll, rollFile), 'fixtures');
+    await pipelines.saveDefinition(syntheticDefinition(roll, rollFile), 'fixtures');
     const versions = [];
     for (const threshold of [18, 16]) {
       fs.writeFileSync(rollFile, syntheticCsv({ threshold, kindPrefix: 'a' }));

@@ -14,13 +14,13 @@ import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScoreDatasetInput } from '../../activities/index.js';
 import { DataEngine, sqlString } from '../../data/engine.js';
-import { pipelineDefinitionSchema } from '../../pipelines/definition.js';
 import { startPipelineRun, type PipelineRunnerDeps } from '../../pipelines/runs.js';
 import { createApp } from '../../server/app.js';
 import { createServing, type Serving } from '../../serving/index.js';
 import { batchScore, type BatchScoreResult, type TrainingPipelineResult } from '../../workflows/index.js';
 import { connectTestPlatform, testLogger, type TestPlatform } from '../support/platform.js';
 import { testEndpoints } from '../support/stack.js';
+import { syntheticDefinition } from '../support/pipelines.js';
 
 const name = `batch-${randomUUID().slice(0, 8)}`;
 const inputBucket = `batch-in-${randomUUID().slice(0, 8)}`;
@@ -86,19 +86,7 @@ beforeAll(async () => {
     return `${x},${kind},${x + (kind === 'k0' ? 15 : 0) > 50 ? 1 : 0}`;
   });
   fs.writeFileSync(csv, ['x,kind,y', ...rows].join('\n'));
-  const definition = pipelineDefinitionSchema.parse({
-    name,
-    source: { uri: csv },
-    label: { name: 'y', expression: 'y', task: 'binary' },
-    features: [
-      { name: 'x', expression: 'x', kind: 'numeric' },
-      { name: 'kind', expression: 'kind' },
-    ],
-    split: { kind: 'hash', key: 'x', evalFraction: 0.3 },
-    trainer: { kind: 'logistic_regression', params: {} },
-    retry: { maximumAttempts: 2, initialIntervalSeconds: 0.2 },
-  });
-  await platform.storage.pipelines.saveDefinition(definition, 'test');
+  await platform.storage.pipelines.saveDefinition(syntheticDefinition(name, csv), 'test');
   const { run } = await startPipelineRun(runner, { pipeline: name, trigger: 'manual', triggeredBy: 'test' });
   deployed = (await platform.client.workflow.getHandle(run.workflowId).result()) as TrainingPipelineResult;
   expect(deployed.outcome).toBe('deployed');

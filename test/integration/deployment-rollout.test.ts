@@ -12,7 +12,6 @@ import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The app first: it loads @hono/zod-openapi, which must extend zod before the pipeline definition's schemas are built.
 import { createApp } from '../../server/app.js';
-import { pipelineDefinitionSchema, type PipelineDefinitionInput } from '../../pipelines/definition.js';
 import { startDeploymentRollout, type RolloutView } from '../../pipelines/rollouts.js';
 import type { PipelineRunnerDeps } from '../../pipelines/runs.js';
 import { startApiServer, type ApiServer } from '../../server/serve.js';
@@ -20,7 +19,7 @@ import { createServing, type Serving } from '../../serving/index.js';
 import type { RevisionSummary } from '../../storage/registry-store.js';
 import type { DeploymentRolloutResult, TrainingPipelineResult } from '../../workflows/index.js';
 import { connectTestPlatform, testLogger, type TestPlatform } from '../support/platform.js';
-import { runPipelineToEnd, syntheticCsv } from '../support/pipelines.js';
+import { runPipelineToEnd, syntheticCsv, syntheticDefinition } from '../support/pipelines.js';
 import { testEndpoints } from '../support/stack.js';
 
 let platform: TestPlatform;
@@ -53,19 +52,7 @@ beforeAll(async () => {
   csv = path.join(dir, 'events.csv');
 
   // Two blessed versions trained by the pipeline (each deployed as it is trained), then v1 the champion again.
-  const definition: PipelineDefinitionInput = {
-    name,
-    source: { uri: csv },
-    label: { name: 'y', expression: 'y', task: 'binary' },
-    features: [
-      { name: 'x', expression: 'x', kind: 'numeric' },
-      { name: 'kind', expression: 'kind' },
-    ],
-    split: { kind: 'hash', key: 'x', evalFraction: 0.3 },
-    trainer: { kind: 'logistic_regression', params: {} },
-    retry: { maximumAttempts: 2, initialIntervalSeconds: 0.2 },
-  };
-  await platform.storage.pipelines.saveDefinition(pipelineDefinitionSchema.parse(definition), 'test');
+  await platform.storage.pipelines.saveDefinition(syntheticDefinition(name, csv), 'test');
   writeData(18);
   v1 = await trainAndDeploy();
   writeData(16);

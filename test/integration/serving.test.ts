@@ -10,14 +10,13 @@ import path from 'node:path';
 import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../server/app.js';
-import { pipelineDefinitionSchema, type PipelineDefinitionInput } from '../../pipelines/definition.js';
 import type { PipelineRunnerDeps } from '../../pipelines/runs.js';
 import { startApiServer, type ApiServer } from '../../server/serve.js';
 import { createServing, type Serving, type ServingOptions } from '../../serving/index.js';
 import { artifactKey, formatArtifactUri } from '../../storage/content-hash.js';
 import type { TrainingPipelineResult } from '../../workflows/index.js';
 import { connectTestPlatform, testLogger, type TestPlatform } from '../support/platform.js';
-import { runPipelineToEnd, syntheticCsv } from '../support/pipelines.js';
+import { runPipelineToEnd, syntheticCsv, syntheticDefinition } from '../support/pipelines.js';
 import { testEndpoints } from '../support/stack.js';
 
 let platform: TestPlatform;
@@ -167,19 +166,7 @@ describe('online serving', () => {
 
   it('serves the pipeline-deployed champion: single, batch, version and alias, refusals, metrics', async () => {
     writeData(18);
-    const definition: PipelineDefinitionInput = {
-      name,
-      source: { uri: csv },
-      label: { name: 'y', expression: 'y', task: 'binary' },
-      features: [
-        { name: 'x', expression: 'x', kind: 'numeric' },
-        { name: 'kind', expression: 'kind' },
-      ],
-      split: { kind: 'hash', key: 'x', evalFraction: 0.3 },
-      trainer: { kind: 'logistic_regression', params: {} },
-      retry: { maximumAttempts: 2, initialIntervalSeconds: 0.2 },
-    };
-    await platform.storage.pipelines.saveDefinition(pipelineDefinitionSchema.parse(definition), 'test');
+    await platform.storage.pipelines.saveDefinition(syntheticDefinition(name, csv), 'test');
     v1 = await trainAndDeploy();
     expect(v1.model.version).toBe(1);
 
