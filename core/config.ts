@@ -88,6 +88,7 @@ const environmentSchema = z.object({
   PREDICTION_LOG_QUEUE_SIZE: positiveInt.default(100_000),
   PREDICTION_LOG_BATCH_SIZE: positiveInt.default(1_000),
   PREDICTION_LOG_FLUSH_MS: positiveInt.default(200),
+  PREDICTION_LOG_MAX_BUSY_SHARE: z.coerce.number().min(0.01).max(1).default(0.25),
 
   WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt.default(8),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt.default(16),
@@ -153,10 +154,12 @@ export interface AppConfig {
     readonly sampleRate: number;
     /** Most rows waiting to be written; more are dropped and counted. */
     readonly queueSize: number;
-    /** Rows per INSERT. */
+    /** Rows per COPY. */
     readonly batchSize: number;
     /** Longest a row waits for its batch to fill, in ms. */
     readonly flushMs: number;
+    /** Most of the time the writer spends writing, 0.01 to 1 (it rests between batches for the remainder). */
+    readonly maxBusyShare: number;
   };
   readonly worker: {
     readonly maxConcurrentActivities: number;
@@ -227,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       queueSize: e.PREDICTION_LOG_QUEUE_SIZE,
       batchSize: e.PREDICTION_LOG_BATCH_SIZE,
       flushMs: e.PREDICTION_LOG_FLUSH_MS,
+      maxBusyShare: e.PREDICTION_LOG_MAX_BUSY_SHARE,
     },
     worker: {
       maxConcurrentActivities: e.WORKER_MAX_CONCURRENT_ACTIVITIES,

@@ -20,6 +20,7 @@
  * - Memory is bounded by `queueSize` rows (each holding its request's feature object and prediction).
  */
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../core/logger.js';
 import type { DeploymentRole } from '../schema/deployments.js';
 import type { ShadowResult } from './model-pool.js';
@@ -87,6 +88,13 @@ export interface PredictionLogOptions {
   readonly batchSize?: number;
   /** Longest a row waits for its batch to fill, in ms. Default 200. */
   readonly flushMs?: number;
+  /**
+   * Most of the time the writer may spend writing, 0 to 1: after a batch that took d ms, the next one starts no
+   * sooner than d × (1 − share) / share later. It bounds what the log takes from predictions (serialising the rows,
+   * and Postgres storing them, on the same machine) when rows arrive faster than that share of the time can write
+   * them: the queue then fills and the rest is dropped and counted. 1 writes back to back. Default 0.25.
+   */
+  readonly maxBusyShare?: number;
 }
 
 export interface PredictionLogWriterOptions extends PredictionLogOptions {
@@ -125,6 +133,7 @@ export const PREDICTION_LOG_DEFAULTS = {
   queueSize: 100_000,
   batchSize: 1_000,
   flushMs: 200,
+  maxBusyShare: 0.25,
 } as const satisfies Required<PredictionLogOptions>;
 
 /** Default bound on `close()`, in ms. */
@@ -146,6 +155,8 @@ export class PredictionLogWriter {
   readonly #queueSize: number;
   readonly #batchSize: number;
   readonly #flushMs: number;
+  /** Rest after a write, per ms the write took. */
+  readonly #restPerWriteMs: number;
   readonly #retryMinMs: number;
   readonly #retryMaxMs: number;
   readonly #isRejected: (error: unknown) => boolean;
@@ -175,6 +186,8 @@ export class PredictionLogWriter {
   /** Ends the flusher's current wait early. */
   #wake: (() => void) | undefined;
   #backoffMs = 0;
+  /** No batch starts before this time (performance.now()) while the writer is open: the rest after a write. */
+  #restUntil = 0;
   #outage: { since: number; attempts: number } | undefined;
   /** Whether drops were already reported since the last successful write. */
   #dropWarned = false;
@@ -186,6 +199,8 @@ export class PredictionLogWriter {
     this.#queueSize = checked('queueSize', options.queueSize ?? PREDICTION_LOG_DEFAULTS.queueSize, 1);
     this.#batchSize = checked('batchSize', options.batchSize ?? PREDICTION_LOG_DEFAULTS.batchSize, 1);
     this.#flushMs = checked('flushMs', options.flushMs ?? PREDICTION_LOG_DEFAULTS.flushMs, 0);
+    const share = checked('maxBusyShare', options.maxBusyShare ?? PREDICTION_LOG_DEFAULTS.maxBusyShare, 0.01, 1);
+    this.#restPerWriteMs = (1 - share) / share;
     this.#retryMinMs = checked('retryMinMs', options.retryMinMs ?? 100, 1);
     this.#retryMaxMs = Math.max(this.#retryMinMs, options.retryMaxMs ?? 5_000);
     this.#isRejected = options.isRejected ?? isRejectedRowsError;
@@ -346,10 +361,25 @@ export class PredictionLogWriter {
     for (;;) {
       if (this.#inflight.length === 0) {
         const more = owed > 0 || this.#state !== 'open' || this.#queuedRows >= this.#batchSize;
-        if (!more || !this.#take()) return;
+        if (!more) return;
+        await this.#rest();
+        if (this.#stopped || !this.#take()) return;
         owed -= this.#inflight[0]!.length;
       }
+      const started = performance.now();
+      // A failed write backs off instead (#failed).
       if (!(await this.#writeInflight())) return;
+      const now = performance.now();
+      this.#restUntil = now + (now - started) * this.#restPerWriteMs;
+    }
+  }
+
+  /** Waits out the rest after the last write (not while closing: then the queue is written as fast as it can be). */
+  async #rest(): Promise<void> {
+    for (;;) {
+      const left = this.#restUntil - performance.now();
+      if (left <= 0 || this.#state !== 'open') return;
+      await this.#sleep(left);
     }
   }
 
@@ -513,22 +543,136 @@ function checked(name: string, value: number, min: number, max = Number.POSITIVE
 
 // ---- Postgres ---------------------------------------------------------------------------------------------------
 
+const COLUMNS =
+  'request_id, logged_at, deployment, model, version_id, version, role, features, outputs, latency_ms, error';
+
 /**
  * One statement per batch: the rows travel as one JSON array (serialised here, in the flusher, never on the request
- * path) that `json_to_recordset` expands in order.
+ * path) that `json_to_recordset` expands in order. Kept as the reference the COPY sink is measured against
+ * (`npm run bench:prediction-log`).
  */
-const INSERT_ROWS = `insert into prediction_logs
-  (request_id, logged_at, deployment, model, version_id, version, role, features, outputs, latency_ms, error)
+const INSERT_ROWS = `insert into prediction_logs (${COLUMNS})
 select r."requestId", to_timestamp(r."loggedAt" / 1000.0), r.deployment, r.model, r."versionId", r.version, r.role,
   r.features, r.outputs, r."latencyMs", r.error
 from json_to_recordset($1::json) as r("requestId" text, "loggedAt" double precision, deployment text, model text,
   "versionId" uuid, version integer, role text, features json, outputs jsonb, "latencyMs" real, error text)`;
 
-/** A sink that inserts each batch into `prediction_logs` with one statement on `pool`. */
-export function postgresPredictionLogSink(pool: Pick<pg.Pool, 'query'>): PredictionLogSink {
+/** A sink that inserts each batch into `prediction_logs` with one INSERT on `pool`. */
+export function postgresInsertPredictionLogSink(pool: Pick<pg.Pool, 'query'>): PredictionLogSink {
   return async (rows) => {
     await pool.query({ name: 'mlops-prediction-log-insert', text: INSERT_ROWS, values: [JSON.stringify(rows)] });
   };
+}
+
+/**
+ * The columns in the order the COPY text gives them: the ones a model's rows share first, so that their text is made
+ * once per run of rows from the same model version.
+ */
+const COPY_ROWS = `copy prediction_logs (deployment, model, version_id, version, role, request_id, logged_at, latency_ms, error,
+  features, outputs) from stdin`;
+
+/**
+ * A sink that streams each batch into `prediction_logs` with one `COPY ... FROM STDIN` (text format) on a connection
+ * of `pool`. COPY is atomic like an INSERT (a refused row fails the whole batch with its SQLSTATE, so the writer's
+ * splitting still isolates it) and costs Postgres about half as much per row, and the text it takes is cheaper to
+ * build than a JSON document of the rows (BENCHMARKS.md, "Prediction log writes").
+ */
+export function postgresPredictionLogSink(pool: Pick<pg.Pool, 'connect'>): PredictionLogSink {
+  return async (rows) => {
+    const client = await pool.connect();
+    let broken: Error | undefined;
+    try {
+      const stream = client.query(copyFrom(COPY_ROWS));
+      await new Promise<void>((resolve, reject) => {
+        stream.on('finish', resolve);
+        stream.on('error', reject);
+        stream.end(copyText(rows));
+      });
+    } catch (error) {
+      // A COPY the server refused leaves the connection usable; anything else (a socket error) may not.
+      if (!isRejectedRowsError(error)) broken = error as Error;
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  };
+}
+
+/**
+ * The rows in COPY's text format (tab-separated fields in {@link COPY_ROWS}' order, `\\N` for null, backslash
+ * escapes). Per row, only what varies is formatted: the model's fields are reused while they repeat, and the
+ * timestamp while it stays in the same second.
+ */
+export function copyText(rows: readonly PredictionLogRow[]): string {
+  let text = '';
+  let shared = '';
+  let sharedOf: PredictionLogRow | undefined;
+  const time = new TimestampText();
+  for (const row of rows) {
+    if (
+      sharedOf === undefined ||
+      row.versionId !== sharedOf.versionId ||
+      row.deployment !== sharedOf.deployment ||
+      row.model !== sharedOf.model ||
+      row.version !== sharedOf.version ||
+      row.role !== sharedOf.role
+    ) {
+      sharedOf = row;
+      shared = `${nullableField(row.deployment)}\t${copyField(row.model)}\t${copyField(row.versionId)}\t${row.version}\t${copyField(row.role)}\t`;
+    }
+    text +=
+      shared +
+      copyField(row.requestId) +
+      '\t' +
+      time.of(row.loggedAt) +
+      '\t' +
+      String(row.latencyMs) +
+      '\t' +
+      nullableField(row.error) +
+      '\t' +
+      jsonField(row.features) +
+      '\t' +
+      (row.outputs === null ? '\\N' : jsonField(row.outputs)) +
+      '\n';
+  }
+  return text;
+}
+
+/** ISO 8601 text of ms timestamps, formatting the date and time once per second. */
+class TimestampText {
+  #second = Number.NaN;
+  #prefix = '';
+
+  of(ms: number): string {
+    const second = Math.floor(ms / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      this.#prefix = new Date(second * 1000).toISOString().slice(0, 20);
+    }
+    const fraction = ms - second * 1000;
+    return Number.isInteger(fraction)
+      ? `${this.#prefix}${fraction < 10 ? '00' : fraction < 100 ? '0' : ''}${fraction}Z`
+      : new Date(ms).toISOString();
+  }
+}
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/** A text value as a COPY text field. */
+function copyField(value: string): string {
+  return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c]!) : value;
+}
+
+function nullableField(value: string | null): string {
+  return value === null ? '\\N' : copyField(value);
+}
+
+/** A value's JSON as a COPY text field: JSON text has no raw tabs or line breaks, only its own backslashes. */
+function jsonField(value: object): string {
+  const json = JSON.stringify(value);
+  return json.includes('\\') ? json.replaceAll('\\', '\\\\') : json;
 }
 
 export interface PostgresPredictionLogOptions extends PredictionLogOptions {

@@ -194,16 +194,37 @@ describe('prediction logs on a real Postgres', () => {
     expect(await scrape()).toContain(`mlops_serving_prediction_logs_written_total ${expectedRows}`);
   });
 
-  it('rejects a row Postgres cannot store without losing its batch', async () => {
+  it('stores any feature values JSON can carry, and isolates a row Postgres refuses without losing its batch', async () => {
     const before = writer.stats;
-    expect(await predict('nul-ok-1', [{ x: 1, kind: 'k0' }])).toBe(200);
-    // jsonb cannot hold \u0000: Postgres refuses this row alone.
-    expect(await predict('nul-bad', [{ x: 2, kind: 'k0', note: 'a\u0000b' }])).toBe(200);
-    expect(await predict('nul-ok-2', [{ x: 3, kind: 'k0' }])).toBe(200);
+    expect(await predict('odd-ok-1', [{ x: 1, kind: 'k0' }])).toBe(200);
+    // Escapes `features` (json) keeps as text: a NUL, a lone surrogate, backslashes, tabs and line breaks.
+    const odd = { x: 2, kind: 'k0', note: 'a\u0000b\ud800c\\d\te\nf\rg"h' };
+    expect(await predict('odd-kept', [odd])).toBe(200);
+    // A row that breaks a constraint of the table (the latency check): Postgres refuses this one row.
+    writer.enqueue({
+      requestId: 'odd-refused',
+      loggedAt: Date.now(),
+      deployment: 'delays',
+      model: { name: 'delays', version: 1, versionId },
+      role: 'champion',
+      instances: [{ x: 3, kind: 'k0' }],
+      outputs: [{ label: 1, probabilities: [0.5, 0.5] }],
+      latencyMs: -1,
+    });
+    expect(await predict('odd-ok-2', [{ x: 3, kind: 'k0' }])).toBe(200);
     await until(() => writer.stats.depth === 0, 10_000, 'the batch');
     const counts = await rowsByRequest();
-    expect([counts.get('nul-ok-1'), counts.get('nul-bad'), counts.get('nul-ok-2')]).toEqual([1, undefined, 1]);
+    expect(['odd-ok-1', 'odd-kept', 'odd-refused', 'odd-ok-2'].map((id) => counts.get(id))).toEqual([
+      1,
+      1,
+      undefined,
+      1,
+    ]);
+    const { rows } = await database.pool.query<{ features: unknown }>(
+      `select features from prediction_logs where request_id = 'odd-kept'`,
+    );
+    expect(rows[0]?.features).toEqual(odd);
     expect(writer.stats.rejected - before.rejected).toBe(1);
-    expect(writer.stats.written - before.written).toBe(2);
+    expect(writer.stats.written - before.written).toBe(3);
   });
 });

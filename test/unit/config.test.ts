@@ -45,7 +45,7 @@ describe('loadConfig', () => {
       },
       api: { host: '127.0.0.1', port: 3000, bodyLimitBytes: 1_048_576 },
       serving: { maxInstances: 1_000, maxBatchRows: 256, maxWaitMs: 0, inferenceThreads: true },
-      predictionLog: { sampleRate: 1, queueSize: 100_000, batchSize: 1_000, flushMs: 200 },
+      predictionLog: { sampleRate: 1, queueSize: 100_000, batchSize: 1_000, flushMs: 200, maxBusyShare: 0.25 },
       worker: {
         maxConcurrentActivities: 8,
         maxConcurrentWorkflowTasks: 16,
@@ -85,6 +85,7 @@ describe('loadConfig', () => {
         PREDICTION_LOG_QUEUE_SIZE: '5000',
         PREDICTION_LOG_BATCH_SIZE: '250',
         PREDICTION_LOG_FLUSH_MS: '50',
+        PREDICTION_LOG_MAX_BUSY_SHARE: '1',
         SERVICE_START_TIMEOUT_SECONDS: '5',
       },
       cwd,
@@ -99,13 +100,15 @@ describe('loadConfig', () => {
       database: { url: 'postgresql://u:p@db:5432/mlops', port: 15433 },
       s3: { endpoint: 'http://minio:9000', bucket: 'my.bucket-1', port: 19000, consolePort: 19001 },
       api: { host: '0.0.0.0', port: 8080 },
-      predictionLog: { sampleRate: 0.05, queueSize: 5000, batchSize: 250, flushMs: 50 },
+      predictionLog: { sampleRate: 0.05, queueSize: 5000, batchSize: 250, flushMs: 50, maxBusyShare: 1 },
       serviceStartTimeoutSeconds: 5,
     });
   });
 
   it.each([
     ['API_PORT', 'abc'],
+    ['PREDICTION_LOG_MAX_BUSY_SHARE', '0'],
+    ['PREDICTION_LOG_MAX_BUSY_SHARE', '1.5'],
     ['API_PORT', '0'],
     ['POSTGRES_PORT', '65536'],
     ['TEMPORAL_PORT', '72.33'],

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Logger } from '../../../core/logger.js';
 import { ServingMetrics } from '../../../serving/metrics.js';
 import {
+  copyText,
   isRejectedRowsError,
   PredictionLogWriter,
   requestSample,
@@ -128,6 +129,35 @@ describe('PredictionLogWriter', () => {
       error: null,
     });
     expect(w.stats).toMatchObject({ depth: 0, written: 12, dropped: 0 });
+  });
+
+  it('rests between batches so that writing takes at most maxBusyShare of the time', async () => {
+    const starts: number[] = [];
+    const slowSink = async (): Promise<void> => {
+      starts.push(performance.now());
+      await new Promise((resolve) => setTimeout(resolve, 30));
+    };
+    const w = writer({ write: slowSink, batchSize: 2, flushMs: 1, maxBusyShare: 0.5 });
+    for (let i = 0; i < 8; i++) w.enqueue(record(1));
+    await vi.waitFor(() => expect(w.stats.written).toBe(8), { timeout: 2_000 });
+    expect(starts).toHaveLength(4);
+    // Each write took at least 30 ms, so each batch starts at least 30 ms (write) + 30 ms (rest) after the last.
+    for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(59);
+  });
+
+  it('does not rest while closing: what is queued is written back to back', async () => {
+    const starts: number[] = [];
+    const slowSink = async (): Promise<void> => {
+      starts.push(performance.now());
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    };
+    // At this share, a 20 ms write is followed by a 1.98 s rest.
+    const w = writer({ write: slowSink, batchSize: 1, flushMs: 1, maxBusyShare: 0.01 });
+    for (let i = 0; i < 5; i++) w.enqueue(record(1));
+    await vi.waitFor(() => expect(starts).toHaveLength(1));
+    const stats = await w.close(5_000);
+    expect(stats).toMatchObject({ written: 5, dropped: 0, depth: 0 });
+    expect(starts.at(-1)! - starts[0]!).toBeLessThan(1_900);
   });
 
   it('writes a full batch at once, without waiting for the flush interval', async () => {
@@ -339,6 +369,7 @@ describe('PredictionLogWriter', () => {
   });
 
   it('rejects impossible options', () => {
+    expect(() => new PredictionLogWriter({ write: () => Promise.resolve(), maxBusyShare: 0 })).toThrow(/maxBusyShare/);
     expect(() => new PredictionLogWriter({ write: () => Promise.resolve(), sampleRate: 1.5 })).toThrow(RangeError);
     expect(() => new PredictionLogWriter({ write: () => Promise.resolve(), queueSize: 0 })).toThrow(RangeError);
   });
@@ -350,5 +381,64 @@ describe('PredictionLogWriter', () => {
     expect(isRejectedRowsError({ code: 'ECONNREFUSED' })).toBe(false);
     expect(isRejectedRowsError(new Error('Connection terminated'))).toBe(false);
     expect(isRejectedRowsError(undefined)).toBe(false);
+  });
+});
+
+describe('copyText', () => {
+  const row = (extra: Partial<PredictionLogRow> = {}): PredictionLogRow => ({
+    requestId: 'r1',
+    loggedAt: Date.UTC(2026, 10, 27, 6, 59, 59, 999),
+    deployment: 'delays',
+    model: 'delays',
+    versionId: MODEL.versionId,
+    version: 3,
+    role: 'champion',
+    features: { x: 1, kind: 'k0' },
+    outputs: { label: 1, probabilities: [0.25, 0.75] },
+    latencyMs: 1.5,
+    error: null,
+    ...extra,
+  });
+
+  it('writes one tab-separated line per row, shared fields first, null as \\N', () => {
+    expect(copyText([row(), row({ requestId: 'r2', deployment: null, outputs: null, error: 'failed' })])).toBe(
+      `delays\tdelays\t${MODEL.versionId}\t3\tchampion\tr1\t2026-11-27T06:59:59.999Z\t1.5\t\\N\t` +
+        `{"x":1,"kind":"k0"}\t{"label":1,"probabilities":[0.25,0.75]}\n` +
+        `\\N\tdelays\t${MODEL.versionId}\t3\tchampion\tr2\t2026-11-27T06:59:59.999Z\t1.5\tfailed\t` +
+        `{"x":1,"kind":"k0"}\t\\N\n`,
+    );
+  });
+
+  it('escapes backslashes, tabs and line breaks in text and JSON fields', () => {
+    const text = copyText([
+      row({ requestId: 'a\tb', error: 'one\ntwo\r\\', features: { note: 'x\\y\t"z"\n' }, role: 'shadow' }),
+    ]);
+    const fields = text.slice(0, -1).split('\t');
+    expect(fields).toHaveLength(11);
+    expect(fields[5]).toBe('a\\tb');
+    expect(fields[8]).toBe('one\\ntwo\\r\\\\');
+    // JSON.stringify already wrote the tab and line break as \t and \n; COPY doubles every backslash.
+    expect(fields[9]).toBe(String.raw`{"note":"x\\\\y\\t\\"z\\"\\n"}`);
+    expect(fields[9]!.replaceAll('\\\\', '\\')).toBe(JSON.stringify({ note: 'x\\y\t"z"\n' }));
+  });
+
+  it('formats each timestamp exactly, across seconds, and fractions of a millisecond', () => {
+    const times = [
+      Date.UTC(2026, 10, 27, 6, 59, 59, 999),
+      Date.UTC(2026, 10, 27, 7, 0, 0, 0),
+      Date.UTC(2026, 10, 27, 7, 0, 0, 7),
+      Date.UTC(2026, 10, 27, 7, 0, 0, 42),
+      Date.UTC(1969, 11, 31, 23, 59, 59, 5),
+      Date.UTC(2026, 10, 27, 7, 0, 1, 0) + 0.5,
+    ];
+    const lines = copyText(times.map((loggedAt) => row({ loggedAt }))).split('\n');
+    expect(lines.slice(0, -1).map((line) => line.split('\t')[6])).toEqual([
+      '2026-11-27T06:59:59.999Z',
+      '2026-11-27T07:00:00.000Z',
+      '2026-11-27T07:00:00.007Z',
+      '2026-11-27T07:00:00.042Z',
+      '1969-12-31T23:59:59.005Z',
+      '2026-11-27T07:00:01.000Z',
+    ]);
   });
 });

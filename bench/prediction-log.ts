@@ -1,0 +1,196 @@
+/**
+ * `npm run bench:prediction-log`: what one batch write of the prediction log costs, per row, for each sink: the wall
+ * time, the CPU of the API process (serialising the rows and the driver) and the CPU of the Postgres backend that
+ * writes them (read from /proc). Both sinks write the same rows, alternating within each round, into a fresh
+ * embedded Postgres with the platform's migrations.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { ensureDatabase, PLATFORM_DATABASE, postgresUrl, startPostgresServer } from '../stack/postgres-server.js';
+import { findFreePort } from '../stack/ports.js';
+import {
+  postgresInsertPredictionLogSink,
+  postgresPredictionLogSink,
+  type PredictionLogRow,
+  type PredictionLogSink,
+} from '../serving/prediction-log.js';
+import { createDatabase, runMigrations } from '../storage/database.js';
+import { describeMachine, parseBenchArgs, quantile, writeResultFile } from './harness.js';
+
+const { runs, options } = parseBenchArgs({ runs: 5, options: { rows: '100000', batch: '1000' } });
+const totalRows = Number(options.rows);
+const batchSize = Number(options.batch);
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** User plus system CPU of a process, in µs (Linux /proc; Postgres runs on this machine). */
+function processCpuMicros(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of stat (utime, stime); after the command's ')' the third field is number 3.
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks / CLOCK_TICKS_PER_SECOND) * 1e6;
+}
+
+/** Rows shaped like the serving bench's: the flights features, a binary classifier's answer. */
+function makeRows(n: number): PredictionLogRow[] {
+  const airports = ['PIT', 'SEA', 'ORD', 'ATL', 'DFW', 'LAX', 'SFO', 'JFK', 'BOS', 'DEN'];
+  const versionId = crypto.randomUUID();
+  const started = Date.now();
+  const rows: PredictionLogRow[] = [];
+  let seed = 7;
+  const next = (): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 4294967296;
+  };
+  for (let i = 0; i < n; i++) {
+    const p = next();
+    rows.push({
+      requestId: crypto.randomUUID(),
+      loggedAt: started + i,
+      deployment: 'flights-delay',
+      model: 'flights-delay',
+      versionId,
+      version: 1,
+      role: 'champion',
+      features: {
+        hour: Math.floor(next() * 24),
+        day_of_week: 1 + Math.floor(next() * 7),
+        distance: Math.floor(next() * 2_500),
+        origin: airports[Math.floor(next() * airports.length)]!,
+        destination: airports[Math.floor(next() * airports.length)]!,
+      },
+      outputs: { label: p > 0.5 ? 1 : 0, probabilities: [1 - p, p] },
+      latencyMs: Math.round(next() * 5_000) / 1_000,
+      error: null,
+    });
+  }
+  return rows;
+}
+
+interface Sample {
+  readonly wallMs: number;
+  readonly nodeCpuUsPerRow: number;
+  readonly postgresCpuUsPerRow: number;
+}
+
+async function measure(pool: pg.Pool, sink: PredictionLogSink, rows: readonly PredictionLogRow[]): Promise<Sample> {
+  await pool.query('truncate prediction_logs');
+  const pid = (await pool.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+  const pgBefore = processCpuMicros(pid);
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  for (let offset = 0; offset < rows.length; offset += batchSize) {
+    await sink(rows.slice(offset, offset + batchSize));
+  }
+  const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  const pgCpu = processCpuMicros(pid) - pgBefore;
+  const count = Number((await pool.query<{ n: string }>('select count(*) as n from prediction_logs')).rows[0]!.n);
+  if (count !== rows.length) throw new Error(`expected ${rows.length} rows written, found ${count}`);
+  return {
+    wallMs,
+    nodeCpuUsPerRow: (cpu.user + cpu.system) / rows.length,
+    postgresCpuUsPerRow: pgCpu / rows.length,
+  };
+}
+
+/** What each sink stored for the same rows, as Postgres renders it: must be identical. */
+async function storedText(pool: pg.Pool, sink: PredictionLogSink, rows: readonly PredictionLogRow[]): Promise<string> {
+  await pool.query('truncate prediction_logs');
+  await sink(rows);
+  const result = await pool.query<{ row: string }>(
+    `select concat_ws('|', request_id, logged_at, deployment, model, version_id, version, role, features::text,
+       outputs::text, latency_ms, error) as row from prediction_logs order by id`,
+  );
+  return result.rows.map((r) => r.row).join('\n');
+}
+
+async function main(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-bench-prediction-log-'));
+  fs.chmodSync(dir, 0o755);
+  const port = await findFreePort();
+  const server = await startPostgresServer({
+    clusterDir: path.join(dir, 'postgres'),
+    logFile: path.join(dir, 'postgres.log'),
+    pidFile: path.join(dir, 'postgres.pid'),
+    host: '127.0.0.1',
+    port,
+    timeoutMs: 60_000,
+  });
+  try {
+    await ensureDatabase(postgresUrl('127.0.0.1', port, 'postgres'), PLATFORM_DATABASE);
+    const database = createDatabase(server.url, { max: 1 });
+    await runMigrations(database.db);
+    await database.close();
+
+    const pool = new pg.Pool({ connectionString: server.url, max: 1 });
+    const sinks: Record<string, PredictionLogSink> = {
+      'INSERT ... json_to_recordset': postgresInsertPredictionLogSink(pool),
+      'COPY ... FROM STDIN (text)': postgresPredictionLogSink(pool),
+    };
+    const rows = makeRows(totalRows);
+    const tricky: PredictionLogRow[] = rows.slice(0, 3).map((row, i) => ({
+      ...row,
+      requestId: `req\t${i}\\`,
+      features: { ...row.features, origin: 'a\\b"c\nd\te' },
+      error: i === 1 ? 'line one\nline two\ttabbed \\ backslash' : null,
+      outputs: i === 2 ? null : row.outputs,
+      deployment: i === 0 ? null : row.deployment,
+    }));
+    const sample = [...tricky, ...rows.slice(3, 1_000)];
+    const stored: string[] = [];
+    for (const sink of Object.values(sinks)) stored.push(await storedText(pool, sink, sample));
+    if (new Set(stored).size !== 1) throw new Error('the sinks stored different rows');
+
+    const samples: Record<string, Sample[]> = Object.fromEntries(Object.keys(sinks).map((name) => [name, []]));
+    for (let round = 0; round <= runs; round++) {
+      for (const [name, sink] of Object.entries(sinks)) {
+        const sample = await measure(pool, sink, rows);
+        // Round 0 warms the server's caches and the JIT.
+        if (round > 0) samples[name]!.push(sample);
+        console.error(
+          `round ${round}${round === 0 ? ' (warm-up)' : ''} ${name}: ${sample.wallMs.toFixed(0)} ms, ` +
+            `node ${sample.nodeCpuUsPerRow.toFixed(2)} µs/row, postgres ${sample.postgresCpuUsPerRow.toFixed(2)} µs/row`,
+        );
+      }
+    }
+    await pool.end();
+
+    const median = (values: number[]): number =>
+      quantile(
+        [...values].sort((a, b) => a - b),
+        0.5,
+      );
+    const summary = Object.entries(samples).map(([sink, list]) => {
+      const wallMs = median(list.map((s) => s.wallMs));
+      return {
+        sink,
+        wallMs,
+        rowsPerSecond: Math.round(totalRows / (wallMs / 1000)),
+        nodeCpuUsPerRow: median(list.map((s) => s.nodeCpuUsPerRow)),
+        postgresCpuUsPerRow: median(list.map((s) => s.postgresCpuUsPerRow)),
+      };
+    });
+    console.log(
+      `${totalRows} rows in batches of ${batchSize}, median of ${runs} rounds (${describeMachine().cpuModel})`,
+    );
+    console.log('| Sink | Wall ms | Rows/s | API CPU µs/row | Postgres CPU µs/row |');
+    console.log('| --- | ---: | ---: | ---: | ---: |');
+    for (const s of summary) {
+      console.log(
+        `| ${s.sink} | ${s.wallMs.toFixed(0)} | ${s.rowsPerSecond.toLocaleString('en-US')} | ` +
+          `${s.nodeCpuUsPerRow.toFixed(2)} | ${s.postgresCpuUsPerRow.toFixed(2)} |`,
+      );
+    }
+    console.log(`results: ${writeResultFile('prediction-log', { totalRows, batchSize, runs, summary, samples })}`);
+  } finally {
+    await server.process.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
