@@ -11,12 +11,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { ensureDatabase, PLATFORM_DATABASE, postgresUrl, startPostgresServer } from '../stack/postgres-server.js';
 import { findFreePort } from '../stack/ports.js';
-import {
-  postgresInsertPredictionLogSink,
-  postgresPredictionLogSink,
-  type PredictionLogRow,
-  type PredictionLogSink,
-} from '../serving/prediction-log.js';
+import { postgresPredictionLogSink, type PredictionLogRow, type PredictionLogSink } from '../serving/prediction-log.js';
 import { createDatabase, runMigrations } from '../storage/database.js';
 import { describeMachine, parseBenchArgs, quantile, writeResultFile } from './harness.js';
 
@@ -56,19 +51,44 @@ function makeRows(n: number): PredictionLogRow[] {
       versionId,
       version: 1,
       role: 'champion',
-      features: {
+      features: JSON.stringify({
         hour: Math.floor(next() * 24),
         day_of_week: 1 + Math.floor(next() * 7),
         distance: Math.floor(next() * 2_500),
         origin: airports[Math.floor(next() * airports.length)]!,
         destination: airports[Math.floor(next() * airports.length)]!,
-      },
-      outputs: { label: p > 0.5 ? 1 : 0, probabilities: [1 - p, p] },
+      }),
+      outputs: JSON.stringify({ label: p > 0.5 ? 1 : 0, probabilities: [1 - p, p] }),
       latencyMs: Math.round(next() * 5_000) / 1_000,
       error: null,
     });
   }
   return rows;
+}
+
+/**
+ * The writer's sink before COPY, kept here as the reference: one INSERT per batch whose rows travel as one JSON
+ * document that `json_to_recordset` expands.
+ */
+function insertSink(pool: pg.Pool): PredictionLogSink {
+  const text = `insert into prediction_logs
+      (request_id, logged_at, deployment, model, version_id, version, role, features, outputs, latency_ms, error)
+    select r."requestId", to_timestamp(r."loggedAt" / 1000.0), r.deployment, r.model, r."versionId", r.version, r.role,
+      r.features, r.outputs, r."latencyMs", r.error
+    from json_to_recordset($1::json) as r("requestId" text, "loggedAt" double precision, deployment text, model text,
+      "versionId" uuid, version integer, role text, features json, outputs jsonb, "latencyMs" real, error text)`;
+  const json = (value: string | null): string => JSON.stringify(value);
+  return async (rows) => {
+    const document = rows
+      .map(
+        (r) =>
+          `{"requestId":${json(r.requestId)},"loggedAt":${r.loggedAt},"deployment":${json(r.deployment)},` +
+          `"model":${json(r.model)},"versionId":${json(r.versionId)},"version":${r.version},"role":${json(r.role)},` +
+          `"features":${r.features},"outputs":${r.outputs ?? 'null'},"latencyMs":${r.latencyMs},"error":${json(r.error)}}`,
+      )
+      .join(',');
+    await pool.query({ name: 'bench-prediction-log-insert', text, values: [`[${document}]`] });
+  };
 }
 
 interface Sample {
@@ -129,14 +149,14 @@ async function main(): Promise<void> {
 
     const pool = new pg.Pool({ connectionString: server.url, max: 1 });
     const sinks: Record<string, PredictionLogSink> = {
-      'INSERT ... json_to_recordset': postgresInsertPredictionLogSink(pool),
+      'INSERT ... json_to_recordset': insertSink(pool),
       'COPY ... FROM STDIN (text)': postgresPredictionLogSink(pool),
     };
     const rows = makeRows(totalRows);
     const tricky: PredictionLogRow[] = rows.slice(0, 3).map((row, i) => ({
       ...row,
       requestId: `req\t${i}\\`,
-      features: { ...row.features, origin: 'a\\b"c\nd\te' },
+      features: JSON.stringify({ ...(JSON.parse(row.features) as object), origin: 'a\\b"c\nd\te' }),
       error: i === 1 ? 'line one\nline two\ttabbed \\ backslash' : null,
       outputs: i === 2 ? null : row.outputs,
       deployment: i === 0 ? null : row.deployment,

@@ -2,22 +2,23 @@
  * Prediction logs: the serving logs that monitoring reads (the `prediction_logs` table), written by the API process
  * in the background so that logging never slows or fails a prediction.
  *
- * - The request path only calls {@link PredictionLogWriter.enqueue}: O(1), synchronous, never throws. It keeps
- *   references to the request's instances and the computed predictions; nothing is serialised there.
+ * - The request path only calls {@link PredictionLogWriter.enqueue}: synchronous, never throws, never waits. A
+ *   request it queues is kept as JSON text (its instances, and its outputs as the response already wrote them), not
+ *   as the parsed objects: a queue of a few thousand requests' object graphs, each alive for a batch's time, was
+ *   most of what the log cost the API in garbage collection.
  * - Sampling is per request (every instance of a sampled request is logged) and deterministic: a request is logged
  *   when {@link requestSample} of its id is below `sampleRate`, so a shadow's copy of a request is logged exactly when
  *   the answer it is compared with is.
  * - The queue is bounded in rows. A request whose rows do not all fit is dropped whole (the newest is dropped, what
  *   is already queued keeps its place), counted in `dropped` and `mlops_serving_prediction_logs_dropped_total`.
- * - One flusher writes batches in order, one statement per batch (a single JSON parameter expanded by
- *   `json_to_recordset`, so there is no 65 535-parameter limit and no per-row parameter encoding), whenever
- *   `batchSize` rows wait or every `flushMs`. Rows stay queued until Postgres acknowledged them: when it is slow
- *   or down, writes back off (doubling up to `retryMaxMs`) and resume where they stopped, with one warning per
- *   outage. Rows Postgres refuses for their content (a data or constraint error, such as a NUL character in a
- *   feature) are isolated by splitting the batch, and only those are counted as `rejected`.
+ * - One flusher writes batches in order, one `COPY ... FROM STDIN` per batch, whenever `batchSize` rows wait or
+ *   every `flushMs`, resting between batches so that writing takes at most `maxBusyShare` of the time. Rows stay
+ *   queued until Postgres acknowledged them: when it is slow or down, writes back off (doubling up to `retryMaxMs`)
+ *   and resume where they stopped, with one warning per outage. Rows Postgres refuses for their content (a data or
+ *   constraint error) are isolated by splitting the batch, and only those are counted as `rejected`.
  * - Delivery is at least once: a batch whose commit succeeded but whose acknowledgement was lost with the connection
  *   is written again. Without that rare case, every row that is not counted as dropped or rejected lands once.
- * - Memory is bounded by `queueSize` rows (each holding its request's feature object and prediction).
+ * - Memory is bounded by `queueSize` rows (each holding its instance's and its output's JSON text).
  */
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -34,13 +35,10 @@ export interface PredictionLogRecord {
   readonly deployment: string | null;
   readonly model: { readonly name: string; readonly version: number; readonly versionId: string };
   readonly role: DeploymentRole;
-  /** The instances as received: each one becomes a row's `features`. Must not be mutated once enqueued. */
+  /** The instances as received: each one becomes a row's `features` (serialised when the request is queued). */
   readonly instances: readonly object[];
-  /**
-   * One output per instance, in the same order (null or absent for an instance the model failed on); or a function
-   * that makes them, called only when the record's rows are written.
-   */
-  readonly outputs?: readonly (object | null)[] | (() => readonly (object | null)[]) | undefined;
+  /** Each instance's output as JSON text, in the same order (null or absent for an instance the model failed on). */
+  readonly outputs?: readonly (string | null)[] | undefined;
   /** Time from the request's arrival to its response, in ms (shared by the request's rows). */
   readonly latencyMs: number;
   /** Set when the model failed on these instances. */
@@ -57,8 +55,10 @@ export interface PredictionLogRow {
   readonly versionId: string;
   readonly version: number;
   readonly role: DeploymentRole;
-  readonly features: object;
-  readonly outputs: object | null;
+  /** The instance as JSON text. */
+  readonly features: string;
+  /** The output as JSON text. */
+  readonly outputs: string | null;
   readonly latencyMs: number;
   readonly error: string | null;
 }
@@ -165,8 +165,8 @@ export class PredictionLogWriter {
   readonly #logger: Logger | undefined;
   readonly #onClose: (() => Promise<void>) | undefined;
 
-  /** Queued records from `#head` on (earlier slots are already taken). */
-  #records: (PredictionLogRecord | undefined)[] = [];
+  /** Queued requests' rows from `#head` on (earlier slots are already taken). */
+  #requests: (readonly PredictionLogRow[] | undefined)[] = [];
   #head = 0;
   #queuedRows = 0;
   /** Rows taken from the queue and not yet acknowledged: chunks written in order (split when rows are refused). */
@@ -243,7 +243,20 @@ export class PredictionLogWriter {
       this.#drop(rows, this.#state === 'open' ? 'the queue is full' : 'the writer is closed');
       return false;
     }
-    this.#records.push(record);
+    let queued: PredictionLogRow[];
+    try {
+      queued = rowsOf(record);
+    } catch (error) {
+      // Instances parsed from JSON always serialise; anything else handed over by mistake is not logged.
+      this.#rejected += rows;
+      this.#metrics?.rejectedLogs.inc(rows);
+      this.#logger?.warn(
+        { err: error, requestId: record.requestId },
+        'prediction logs: a request could not be serialised',
+      );
+      return false;
+    }
+    this.#requests.push(queued);
     this.#queuedRows += rows;
     if (this.#queuedRows >= this.#batchSize && this.#backoffMs === 0) this.#wakeUp();
     return true;
@@ -280,7 +293,7 @@ export class PredictionLogWriter {
     }
     this.#state = 'closed';
     this.#wakeUp();
-    this.#records = [];
+    this.#requests = [];
     this.#head = 0;
     this.#queuedRows = 0;
     this.#inflight.length = 0;
@@ -383,22 +396,21 @@ export class PredictionLogWriter {
     }
   }
 
-  /** Moves the next batch (whole records, at most `batchSize` rows unless one record is larger) in flight. */
+  /** Moves the next batch (whole requests, at most `batchSize` rows unless one request is larger) in flight. */
   #take(): boolean {
-    const records = this.#records;
+    const requests = this.#requests;
     const batch: PredictionLogRow[] = [];
-    while (this.#head < records.length) {
-      const record = records[this.#head]!;
-      const n = record.instances.length;
-      if (batch.length > 0 && batch.length + n > this.#batchSize) break;
-      records[this.#head++] = undefined;
-      appendRows(batch, record);
+    while (this.#head < requests.length) {
+      const rows = requests[this.#head]!;
+      if (batch.length > 0 && batch.length + rows.length > this.#batchSize) break;
+      requests[this.#head++] = undefined;
+      for (const row of rows) batch.push(row);
     }
-    if (this.#head === records.length) {
-      records.length = 0;
+    if (this.#head === requests.length) {
+      requests.length = 0;
       this.#head = 0;
-    } else if (this.#head >= 1024 && this.#head * 2 >= records.length) {
-      this.#records = records.slice(this.#head);
+    } else if (this.#head >= 1024 && this.#head * 2 >= requests.length) {
+      this.#requests = requests.slice(this.#head);
       this.#head = 0;
     }
     if (batch.length === 0) return false;
@@ -508,17 +520,18 @@ export function shadowLogRecord(result: ShadowResult): PredictionLogRecord {
     model: result.model,
     role: 'shadow',
     instances: result.instances,
-    outputs: result.predictions,
+    outputs: result.predictions?.map((prediction) => JSON.stringify(prediction)),
     latencyMs: result.latencyMs,
     error: result.error,
   };
 }
 
-function appendRows(batch: PredictionLogRow[], record: PredictionLogRecord): void {
-  const { instances, model } = record;
-  const outputs = typeof record.outputs === 'function' ? record.outputs() : record.outputs;
+/** A request's rows, with each instance serialised. */
+function rowsOf(record: PredictionLogRecord): PredictionLogRow[] {
+  const { instances, model, outputs } = record;
+  const rows = new Array<PredictionLogRow>(instances.length);
   for (let i = 0; i < instances.length; i++) {
-    batch.push({
+    rows[i] = {
       requestId: record.requestId,
       loggedAt: record.loggedAt,
       deployment: record.deployment,
@@ -526,12 +539,13 @@ function appendRows(batch: PredictionLogRow[], record: PredictionLogRecord): voi
       versionId: model.versionId,
       version: model.version,
       role: record.role,
-      features: instances[i]!,
+      features: JSON.stringify(instances[i]),
       outputs: outputs?.[i] ?? null,
       latencyMs: record.latencyMs,
       error: record.error ?? null,
-    });
+    };
   }
+  return rows;
 }
 
 function checked(name: string, value: number, min: number, max = Number.POSITIVE_INFINITY): number {
@@ -542,27 +556,6 @@ function checked(name: string, value: number, min: number, max = Number.POSITIVE
 }
 
 // ---- Postgres ---------------------------------------------------------------------------------------------------
-
-const COLUMNS =
-  'request_id, logged_at, deployment, model, version_id, version, role, features, outputs, latency_ms, error';
-
-/**
- * One statement per batch: the rows travel as one JSON array (serialised here, in the flusher, never on the request
- * path) that `json_to_recordset` expands in order. Kept as the reference the COPY sink is measured against
- * (`npm run bench:prediction-log`).
- */
-const INSERT_ROWS = `insert into prediction_logs (${COLUMNS})
-select r."requestId", to_timestamp(r."loggedAt" / 1000.0), r.deployment, r.model, r."versionId", r.version, r.role,
-  r.features, r.outputs, r."latencyMs", r.error
-from json_to_recordset($1::json) as r("requestId" text, "loggedAt" double precision, deployment text, model text,
-  "versionId" uuid, version integer, role text, features json, outputs jsonb, "latencyMs" real, error text)`;
-
-/** A sink that inserts each batch into `prediction_logs` with one INSERT on `pool`. */
-export function postgresInsertPredictionLogSink(pool: Pick<pg.Pool, 'query'>): PredictionLogSink {
-  return async (rows) => {
-    await pool.query({ name: 'mlops-prediction-log-insert', text: INSERT_ROWS, values: [JSON.stringify(rows)] });
-  };
-}
 
 /**
  * The columns in the order the COPY text gives them: the ones a model's rows share first, so that their text is made
@@ -669,9 +662,8 @@ function nullableField(value: string | null): string {
   return value === null ? '\\N' : copyField(value);
 }
 
-/** A value's JSON as a COPY text field: JSON text has no raw tabs or line breaks, only its own backslashes. */
-function jsonField(value: object): string {
-  const json = JSON.stringify(value);
+/** JSON text as a COPY text field: JSON text has no raw tabs or line breaks, only its own backslash escapes. */
+function jsonField(json: string): string {
   return json.includes('\\') ? json.replaceAll('\\', '\\\\') : json;
 }
 

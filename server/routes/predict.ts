@@ -126,11 +126,12 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
         const requestId = c.get('requestId');
         // The PredictResponse schema, written by hand: the header fields are fixed per model, and the predictions
         // come straight from the output tensors.
-        const body = `${model.responseHead}"requestId":${JSON.stringify(requestId)},${model.responseClasses}"predictions":${model.predictionsJson(slice)}}`;
+        const predictions = model.predictionJsonParts(slice);
+        const body = `${model.responseHead}"requestId":${JSON.stringify(requestId)},${model.responseClasses}"predictions":[${predictions.join(',')}]}`;
         status = 200;
         const response = c.body(body, 200, JSON_CONTENT_TYPE);
-        // After the answer is built, and only references: the writer makes and serialises rows in the background
-        // (and makes none for a request it samples out or drops).
+        // After the answer is built. The writer keeps the predictions' text, and the instances' only when it queues
+        // the request (not when it samples it out or drops it).
         deps.predictionLog?.enqueue({
           requestId,
           loggedAt: Date.now(),
@@ -138,7 +139,7 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
           model: model.summary,
           role: target.role,
           instances: request.instances,
-          outputs: () => model.predictions(slice),
+          outputs: predictions,
           latencyMs: performance.now() - started,
         });
         // The deployment's shadows score a copy on a later turn of the event loop: never part of this answer.

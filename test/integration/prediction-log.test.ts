@@ -208,7 +208,7 @@ describe('prediction logs on a real Postgres', () => {
       model: { name: 'delays', version: 1, versionId },
       role: 'champion',
       instances: [{ x: 3, kind: 'k0' }],
-      outputs: [{ label: 1, probabilities: [0.5, 0.5] }],
+      outputs: ['{"label":1,"probabilities":[0.5,0.5]}'],
       latencyMs: -1,
     });
     expect(await predict('odd-ok-2', [{ x: 3, kind: 'k0' }])).toBe(200);
