@@ -3,11 +3,10 @@
  * registry (model-pool.ts), micro-batching per model (batcher.ts), request validation against the stored signature
  * (signature.ts) and Prometheus metrics (metrics.ts). The HTTP routes are server/routes/predict.ts and metrics.ts.
  */
-import type * as ort from 'onnxruntime-node';
 import type { Logger } from '../core/logger.js';
 import type { ArtifactStore } from '../storage/artifact-store.js';
-import { InferenceThread } from './inference-thread.js';
-import { onnxModelLoader, type ServingSession } from './load-model.js';
+import { InferenceThreadPool } from './inference-thread-pool.js';
+import { onnxModelLoader } from './load-model.js';
 import { ServingMetrics } from './metrics.js';
 import { ModelPool, type ModelPoolOptions, type PoolRegistry } from './model-pool.js';
 import {
@@ -20,6 +19,7 @@ import {
 export { MicroBatcher, BatcherOverloadedError, type BatchSlice, type MicroBatcherOptions } from './batcher.js';
 export { LoadedModel, type Prediction, type ScoringSession } from './loaded-model.js';
 export { InferenceThread, InferenceThreadError, RemoteInferenceError } from './inference-thread.js';
+export { InferenceThreadPool } from './inference-thread-pool.js';
 export {
   createSessionInProcess,
   onnxModelLoader,
@@ -118,7 +118,7 @@ export function createServing(deps: {
     options.predictionLog && deps.databaseUrl
       ? createPredictionLogWriter({ ...options.predictionLog, databaseUrl: deps.databaseUrl, metrics, logger })
       : undefined;
-  const threads = new Set<InferenceThread>();
+  const threads = new InferenceThreadPool();
   const pool = new ModelPool({
     registry: deps.registry,
     metrics,
@@ -140,7 +140,7 @@ export function createServing(deps: {
       ...(options.sessionThreads ? { sessionThreads: options.sessionThreads } : {}),
       ...(options.inferenceThread === false
         ? {}
-        : { createSession: (bytes, sessionOptions) => sessionInOwnThread(threads, bytes, sessionOptions) }),
+        : { createSession: (bytes, sessionOptions) => threads.createSession(bytes, sessionOptions) }),
       modelOptions: {
         ...pick(options, ['maxBatchRows', 'maxWaitMs']),
         onReleaseError: (model, error) =>
@@ -153,44 +153,8 @@ export function createServing(deps: {
     metrics,
     ...(options.maxInstances ? { maxInstances: options.maxInstances } : {}),
     ...(predictionLog ? { predictionLog } : {}),
-    closeInference: async () => {
-      await Promise.all([...threads].map((thread) => thread.close()));
-    },
+    closeInference: () => threads.close(),
   };
-}
-
-/**
- * A session in a thread of its own, ended when the session is released. One thread per loaded version, because a
- * thread runs one thing at a time: a deploy's new version is created (tens of milliseconds for a tree ensemble) while
- * the version it replaces keeps scoring on its own thread.
- */
-async function sessionInOwnThread(
-  threads: Set<InferenceThread>,
-  bytes: Uint8Array,
-  options: ort.InferenceSession.SessionOptions,
-): Promise<ServingSession> {
-  const thread = new InferenceThread();
-  threads.add(thread);
-  const end = async () => {
-    threads.delete(thread);
-    await thread.close();
-  };
-  try {
-    const session = await thread.createSession(bytes, options);
-    return {
-      ...session,
-      release: async () => {
-        try {
-          await session.release();
-        } finally {
-          await end();
-        }
-      },
-    };
-  } catch (error) {
-    await end();
-    throw error;
-  }
 }
 
 /** The fields of `object` among `keys` that are defined (exactOptionalPropertyTypes-friendly spreading). */

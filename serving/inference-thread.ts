@@ -111,6 +111,11 @@ export class InferenceThread {
     };
   }
 
+  /** Whether the thread has crashed, exited or been closed (every call fails). */
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
   /** Ends the thread; calls in flight fail. */
   async close(): Promise<void> {
     this.#failure ??= new InferenceThreadError('the inference thread was closed');
