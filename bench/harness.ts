@@ -207,6 +207,18 @@ export function describeMachine() {
   };
 }
 
+/** utime + stime of a process, in seconds (Linux /proc; NaN once it is gone). */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces: fields count from after its closing parenthesis (utime and stime are 14, 15).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /**
  * Writes `data` (plus the machine description and the command line) as JSON to
  * `bench/results/<name>-<timestamp>.json` and returns the path.

@@ -13,22 +13,11 @@ import { ensureDatabase, PLATFORM_DATABASE, postgresUrl, startPostgresServer } f
 import { findFreePort } from '../stack/ports.js';
 import { postgresPredictionLogSink, type PredictionLogRow, type PredictionLogSink } from '../serving/prediction-log.js';
 import { createDatabase, runMigrations } from '../storage/database.js';
-import { describeMachine, parseBenchArgs, quantile, writeResultFile } from './harness.js';
+import { describeMachine, parseBenchArgs, processCpuSeconds, quantile, writeResultFile } from './harness.js';
 
 const { runs, options } = parseBenchArgs({ runs: 5, options: { rows: '100000', batch: '1000' } });
 const totalRows = Number(options.rows);
 const batchSize = Number(options.batch);
-
-const CLOCK_TICKS_PER_SECOND = 100;
-
-/** User plus system CPU of a process, in µs (Linux /proc; Postgres runs on this machine). */
-function processCpuMicros(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 14 and 15 of stat (utime, stime); after the command's ')' the third field is number 3.
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks / CLOCK_TICKS_PER_SECOND) * 1e6;
-}
 
 /** Rows shaped like the serving bench's: the flights features, a binary classifier's answer. */
 function makeRows(n: number): PredictionLogRow[] {
@@ -100,7 +89,7 @@ interface Sample {
 async function measure(pool: pg.Pool, sink: PredictionLogSink, rows: readonly PredictionLogRow[]): Promise<Sample> {
   await pool.query('truncate prediction_logs');
   const pid = (await pool.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-  const pgBefore = processCpuMicros(pid);
+  const pgBefore = processCpuSeconds(pid);
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   for (let offset = 0; offset < rows.length; offset += batchSize) {
@@ -108,7 +97,7 @@ async function measure(pool: pg.Pool, sink: PredictionLogSink, rows: readonly Pr
   }
   const wallMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
-  const pgCpu = processCpuMicros(pid) - pgBefore;
+  const pgCpu = (processCpuSeconds(pid) - pgBefore) * 1e6;
   const count = Number((await pool.query<{ n: string }>('select count(*) as n from prediction_logs')).rows[0]!.n);
   if (count !== rows.length) throw new Error(`expected ${rows.length} rows written, found ${count}`);
   return {

@@ -76,7 +76,7 @@ import { findFreePorts } from '../stack/ports.js';
 import { startStack, type Stack } from '../stack/stack.js';
 import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
 import { startWorkers, type RunningWorkers } from '../workers/run-workers.js';
-import { formatMs, parseBenchArgs, writeResultFile } from './harness.js';
+import { formatMs, parseBenchArgs, processCpuSeconds, writeResultFile } from './harness.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Goals
@@ -374,18 +374,6 @@ async function startPeer(
 
 // ---------------------------------------------------------------------------------------------------------------
 // CPU accounting
-
-/** utime + stime of a process, in seconds. */
-function processCpuSeconds(pid: number): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name may hold spaces: fields count from after its closing parenthesis (utime and stime are 14, 15).
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 /** Busy and total CPU time of the whole machine, in seconds (all cores). */
 function machineCpuSeconds(): { busy: number; total: number } {

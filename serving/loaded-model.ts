@@ -153,12 +153,7 @@ export class LoadedModel {
     const instance: Record<string, unknown> = {};
     for (const input of this.signature.inputs) instance[input.name] = input.numeric ? 0 : '';
     const outputs = await this.#run([[instance]], 1);
-    this.predictions({ result: outputs, offset: 0, rows: 1 });
-  }
-
-  /** The caller's slice as the JSON of its `predictions` array: exactly `JSON.stringify(this.predictions(slice))`. */
-  predictionsJson(slice: BatchSlice<RunOutputs>): string {
-    return `[${this.predictionJsonParts(slice).join(',')}]`;
+    this.predictionJsonParts({ result: outputs, offset: 0, rows: 1 });
   }
 
   /**

@@ -592,7 +592,7 @@ export function postgresPredictionLogSink(pool: Pick<pg.Pool, 'connect'>): Predi
 }
 
 /**
- * The rows in COPY's text format (tab-separated fields in {@link COPY_ROWS}' order, `\\N` for null, backslash
+ * The rows in COPY's text format (tab-separated fields in {@link COPY_ROWS}' order, `\N` for null, backslash
  * escapes). Per row, only what varies is formatted: the model's fields are reused while they repeat, and the
  * timestamp while it stays in the same second.
  */
@@ -625,7 +625,7 @@ export function copyText(rows: readonly PredictionLogRow[]): string {
       '\t' +
       jsonField(row.features) +
       '\t' +
-      (row.outputs === null ? '\\N' : jsonField(row.outputs)) +
+      (row.outputs === null ? NULL_FIELD : jsonField(row.outputs)) +
       '\n';
   }
   return text;
@@ -658,8 +658,11 @@ function copyField(value: string): string {
   return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c]!) : value;
 }
 
+/** COPY's text format for null. */
+const NULL_FIELD = '\\N';
+
 function nullableField(value: string | null): string {
-  return value === null ? '\\N' : copyField(value);
+  return value === null ? NULL_FIELD : copyField(value);
 }
 
 /** JSON text as a COPY text field: JSON text has no raw tabs or line breaks, only its own backslash escapes. */
@@ -669,7 +672,7 @@ function jsonField(json: string): string {
 
 export interface PostgresPredictionLogOptions extends PredictionLogOptions {
   readonly databaseUrl: string;
-  /** Bound on one INSERT, in ms (server-side statement_timeout; the client gives up 1 s later). Default 5 000. */
+  /** Bound on one COPY, in ms (server-side statement_timeout; the client gives up 1 s later). Default 5 000. */
   readonly statementTimeoutMs?: number;
   readonly metrics?: PredictionLogMetrics;
   readonly logger?: Logger;

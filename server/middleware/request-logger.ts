@@ -28,8 +28,13 @@ export function requestLogger(options: RequestLoggerOptions): MiddlewareHandler<
     c.set('logger', log);
     await next();
     const status = c.res.status;
-    const quiet = status < 400 && quietPaths.has(c.req.path);
-    if (!parent.isLevelEnabled(status >= 500 ? 'error' : status >= 400 ? 'warn' : quiet ? 'debug' : 'info')) return;
+    const [level, message] =
+      status >= 500
+        ? (['error', 'request failed'] as const)
+        : status >= 400
+          ? (['warn', 'request rejected'] as const)
+          : ([quietPaths.has(c.req.path) ? 'debug' : 'info', 'request completed'] as const);
+    if (!parent.isLevelEnabled(level)) return;
     const durationMs = Math.round((performance.now() - started) * 100) / 100;
     // Without a child made by a handler, one call on the parent with every field writes the same line without
     // building a child per request.
@@ -37,9 +42,6 @@ export function requestLogger(options: RequestLoggerOptions): MiddlewareHandler<
       child === undefined
         ? [parent, { requestId: c.get('requestId'), method: c.req.method, path: c.req.path, status, durationMs }]
         : [child, { status, durationMs }];
-    if (status >= 500) target.error(fields, 'request failed');
-    else if (status >= 400) target.warn(fields, 'request rejected');
-    else if (quiet) target.debug(fields, 'request completed');
-    else target.info(fields, 'request completed');
+    target[level](fields, message);
   };
 }

@@ -64,6 +64,16 @@ function recordingSink(
   };
 }
 
+/** A sink whose every write takes `ms`; `starts` records when each began (performance.now()). */
+function slowSink(ms: number) {
+  const starts: number[] = [];
+  const write = async (): Promise<void> => {
+    starts.push(performance.now());
+    await new Promise((resolve) => setTimeout(resolve, ms));
+  };
+  return { write, starts };
+}
+
 function fakeLogger() {
   const logger = { warn: vi.fn(), info: vi.fn(), debug: vi.fn(), error: vi.fn() };
   return { logger: logger as unknown as Logger, ...logger };
@@ -143,12 +153,8 @@ describe('PredictionLogWriter', () => {
   });
 
   it('rests between batches so that writing takes at most maxBusyShare of the time', async () => {
-    const starts: number[] = [];
-    const slowSink = async (): Promise<void> => {
-      starts.push(performance.now());
-      await new Promise((resolve) => setTimeout(resolve, 30));
-    };
-    const w = writer({ write: slowSink, batchSize: 2, flushMs: 1, maxBusyShare: 0.5 });
+    const { write, starts } = slowSink(30);
+    const w = writer({ write, batchSize: 2, flushMs: 1, maxBusyShare: 0.5 });
     for (let i = 0; i < 8; i++) w.enqueue(record(1));
     await vi.waitFor(() => expect(w.stats.written).toBe(8), { timeout: 2_000 });
     expect(starts).toHaveLength(4);
@@ -158,13 +164,9 @@ describe('PredictionLogWriter', () => {
   });
 
   it('does not rest while closing: what is queued is written back to back', async () => {
-    const starts: number[] = [];
-    const slowSink = async (): Promise<void> => {
-      starts.push(performance.now());
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    };
+    const { write, starts } = slowSink(20);
     // At this share, a 20 ms write is followed by a 1.98 s rest.
-    const w = writer({ write: slowSink, batchSize: 1, flushMs: 1, maxBusyShare: 0.01 });
+    const w = writer({ write, batchSize: 1, flushMs: 1, maxBusyShare: 0.01 });
     for (let i = 0; i < 5; i++) w.enqueue(record(1));
     await vi.waitFor(() => expect(starts).toHaveLength(1));
     const stats = await w.close(5_000);
