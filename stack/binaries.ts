@@ -3,7 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ServiceError } from '../core/errors.js';
+import type { TaskLine } from '../core/live-lines.js';
+import { formatElapsed } from '../core/live-lines.js';
 import type { Logger } from '../core/logger.js';
+import { DownloadError, downloadReleaseBinary, type ReleaseAsset } from './binary-download.js';
 
 /** A server binary the stack manager needs, and how to build it from source with Go when it is missing. */
 export interface ToolSpec {
@@ -13,7 +16,14 @@ export interface ToolSpec {
   readonly goPackage: string;
   /** What a user without Go should do instead. */
   readonly manualInstall: string;
+  /**
+   * The same pinned version as an official release archive, per `${platform}-${arch}`, with its published sha256:
+   * seconds to download instead of minutes to build. Absent where the project publishes no binaries.
+   */
+  readonly releases?: Readonly<Record<string, ReleaseAsset>>;
 }
+
+const TEMPORAL_RELEASE = 'https://github.com/temporalio/cli/releases/download/v1.5.1';
 
 export const TEMPORAL_CLI: ToolSpec = {
   service: 'Temporal',
@@ -22,12 +32,36 @@ export const TEMPORAL_CLI: ToolSpec = {
   goPackage: 'github.com/temporalio/cli/cmd/temporal@v1.5.1',
   manualInstall:
     'install the Temporal CLI (https://docs.temporal.io/cli#install) and put `temporal` on PATH, or install Go and run `npm run provision`',
+  // The sha256 of each archive as published with the v1.5.1 release (its checksums file).
+  releases: {
+    'linux-x64': {
+      url: `${TEMPORAL_RELEASE}/temporal_cli_1.5.1_linux_amd64.tar.gz`,
+      sha256: 'ddc95e08b0b076efd4ea9733a3f488eb7d2be875f8834e616cd2a37358b4852d',
+      member: 'temporal',
+    },
+    'linux-arm64': {
+      url: `${TEMPORAL_RELEASE}/temporal_cli_1.5.1_linux_arm64.tar.gz`,
+      sha256: 'bd1b0db9f18b051026de8bf6cc1505f2510f14bbb7a8b9a4a91fff46c77454f5',
+      member: 'temporal',
+    },
+    'darwin-x64': {
+      url: `${TEMPORAL_RELEASE}/temporal_cli_1.5.1_darwin_amd64.tar.gz`,
+      sha256: 'bbb73e2a31135abe50a1f1cdb35030c42961df618e8ce9c60ae89f201540c5d9',
+      member: 'temporal',
+    },
+    'darwin-arm64': {
+      url: `${TEMPORAL_RELEASE}/temporal_cli_1.5.1_darwin_arm64.tar.gz`,
+      sha256: 'cca01b7ea35ad56e2a328d9ae596bf716bd22313ef63c7a761c88354457c2415',
+      member: 'temporal',
+    },
+  },
 };
 
 export const MINIO_SERVER: ToolSpec = {
   service: 'MinIO',
   binary: 'minio',
-  // MinIO is distributed as source only; this is what @latest resolved to when it was pinned.
+  // MinIO is distributed as source only (no official binaries to download); this is what @latest resolved to when
+  // it was pinned.
   goPackage: 'github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c',
   manualInstall: 'put a `minio` server binary on PATH, or install Go and run `npm run provision`',
 };
@@ -89,33 +123,109 @@ export function locateGo(searchPath?: string): string | undefined {
   return undefined;
 }
 
+export interface EnsureBinaryOptions {
+  readonly toolsDir: string;
+  readonly logger: Logger;
+  readonly envPath?: string;
+  readonly goSearchPath?: string;
+  /** Whether to try the spec's official release archive before building from source (default true). */
+  readonly downloads?: boolean;
+  /** The archive to try instead of the spec's one for this platform (tests serve a fixture archive). */
+  readonly release?: ReleaseAsset;
+  /** Shows people what is happening (a line redrawn in place on a terminal). */
+  readonly task?: (text: string) => TaskLine;
+}
+
+const NO_TASK: TaskLine = { update: () => undefined, succeed: () => undefined, fail: () => undefined };
+
+/** The spec's official release archive for this machine, if the project publishes one. */
+export function releaseFor(spec: ToolSpec, platform = `${process.platform}-${process.arch}`): ReleaseAsset | undefined {
+  return spec.releases?.[platform];
+}
+
 /**
- * Returns the tool's binary, building it into `toolsDir` with `go install` when it is missing and Go is present
- * (minutes once; progress is logged every few seconds). Without Go, throws a ServiceError that says how to get it.
+ * Returns the tool's binary. When it is missing: downloads the pinned official release archive where there is one
+ * (sha256 checked before it is unpacked), and otherwise, or when that fails (offline, a proxy, a mismatch), builds it
+ * into `toolsDir` with `go install` (minutes once; progress is logged every few seconds). Without either, throws a
+ * ServiceError that says how to get it.
  */
-export async function ensureBinary(
-  spec: ToolSpec,
-  options: { toolsDir: string; logger: Logger; envPath?: string; goSearchPath?: string },
-): Promise<string> {
+export async function ensureBinary(spec: ToolSpec, options: EnsureBinaryOptions): Promise<string> {
   const found = locateBinary(spec, options.toolsDir, options.envPath);
   if (found) return found;
+  const started = Date.now();
+  const task = options.task?.(`${spec.binary}: not found, getting it`) ?? NO_TASK;
+  const built = path.join(options.toolsDir, spec.binary);
+  const asset = options.release ?? (options.downloads === false ? undefined : releaseFor(spec));
+  let downloadFailure: string | undefined;
+  if (asset) {
+    try {
+      await download(spec, asset, built, options, task);
+      fs.writeFileSync(stampFile(options.toolsDir, spec), `${spec.goPackage}\n`);
+      task.succeed(
+        `${spec.binary}: downloaded the official release in ${formatElapsed(Date.now() - started)} (sha256 checked) into ${options.toolsDir}`,
+      );
+      return built;
+    } catch (error) {
+      if (!(error instanceof DownloadError)) {
+        task.fail(`${spec.binary}: ${(error as Error).message}`);
+        throw error;
+      }
+      downloadFailure = error.message;
+      options.logger.warn(
+        { tool: spec.binary, err: error },
+        `could not download ${spec.binary}, building it from source instead`,
+      );
+    }
+  }
   const go = locateGo(options.goSearchPath ?? options.envPath);
   if (!go) {
+    const why = downloadFailure ? ` (the download failed: ${downloadFailure})` : '';
+    task.fail(`${spec.binary}: not found, and Go is not installed to build it`);
     throw new ServiceError(
       spec.service,
-      `the \`${spec.binary}\` binary was not found on PATH, in ${PROJECT_TOOLS_DIR} or in ${options.toolsDir}, and Go is not installed to build it. To fix: ${spec.manualInstall}.`,
+      `the \`${spec.binary}\` binary was not found on PATH, in ${PROJECT_TOOLS_DIR} or in ${options.toolsDir}, and Go is not installed to build it${why}. To fix: ${spec.manualInstall}.`,
     );
   }
-  await goInstall(go, spec, options);
-  const built = path.join(options.toolsDir, spec.binary);
+  try {
+    await goInstall(go, spec, options, task);
+  } catch (error) {
+    task.fail(`${spec.binary}: ${(error as Error).message}`);
+    throw error;
+  }
   if (!isExecutable(built)) {
+    task.fail(`${spec.binary}: go install finished but ${built} is not there`);
     throw new ServiceError(spec.service, `go install finished but ${built} is not there`);
   }
   fs.writeFileSync(stampFile(options.toolsDir, spec), `${spec.goPackage}\n`);
+  task.succeed(`${spec.binary}: built from source in ${formatElapsed(Date.now() - started)} into ${options.toolsDir}`);
   return built;
 }
 
-async function goInstall(go: string, spec: ToolSpec, options: { toolsDir: string; logger: Logger }): Promise<void> {
+async function download(
+  spec: ToolSpec,
+  asset: ReleaseAsset,
+  target: string,
+  options: EnsureBinaryOptions,
+  task: TaskLine,
+): Promise<void> {
+  options.logger.info({ tool: spec.binary, url: asset.url, into: options.toolsDir }, `downloading ${spec.binary}`);
+  task.update(`${spec.binary}: downloading the official release`);
+  const started = Date.now();
+  const { bytes } = await downloadReleaseBinary(asset, target, {
+    onProgress: ({ bytes: done, totalBytes }) => {
+      const mb = (n: number) => (n / 1e6).toFixed(1);
+      task.update(
+        `${spec.binary}: downloading the official release, ${mb(done)}${totalBytes ? ` of ${mb(totalBytes)}` : ''} MB`,
+      );
+    },
+  });
+  options.logger.info(
+    { tool: spec.binary, bytes, ms: Date.now() - started, sha256: asset.sha256 },
+    `downloaded ${spec.binary} into ${options.toolsDir}`,
+  );
+}
+
+async function goInstall(go: string, spec: ToolSpec, options: EnsureBinaryOptions, task: TaskLine): Promise<void> {
   fs.mkdirSync(options.toolsDir, { recursive: true });
   const logFile = path.join(options.toolsDir, `${spec.binary}.build.log`);
   const log = fs.openSync(logFile, 'w');
@@ -124,6 +234,9 @@ async function goInstall(go: string, spec: ToolSpec, options: { toolsDir: string
     { tool: spec.binary, package: spec.goPackage, into: options.toolsDir },
     `building ${spec.binary} from source with go install (once per machine; takes a few minutes)`,
   );
+  const building = (modules: number) =>
+    `${spec.binary}: building from source with go install (once per machine), ${modules} module${modules === 1 ? '' : 's'} downloaded`;
+  task.update(building(0));
   let downloaded = 0;
   let lastLine = '';
   const child = spawn(go, ['install', spec.goPackage], {
@@ -133,7 +246,10 @@ async function goInstall(go: string, spec: ToolSpec, options: { toolsDir: string
   const onOutput = (chunk: Buffer): void => {
     fs.writeSync(log, chunk);
     for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.startsWith('go: downloading')) downloaded += 1;
+      if (line.startsWith('go: downloading')) {
+        downloaded += 1;
+        task.update(building(downloaded));
+      }
       if (line.trim() !== '') lastLine = line.trim();
     }
   };
