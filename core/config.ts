@@ -4,6 +4,12 @@ import { z } from 'zod';
 import { DEFAULT_MAIN_TASK_QUEUE, DEFAULT_TRAINING_TASK_QUEUE } from './constants.js';
 import { ConfigError } from './errors.js';
 
+/**
+ * Where PostgreSQL keeps its data when the stack manager runs as root and the `postgres` user cannot reach the data
+ * directory (a checkout in a private home folder): persistent, unlike /tmp.
+ */
+export const DEFAULT_POSTGRES_FALLBACK_DIR = '/var/lib/temporal-mlops';
+
 const port = z.coerce.number().int().min(1).max(65_535);
 const positiveInt = z.coerce.number().int().min(1);
 const fraction = z
@@ -45,8 +51,11 @@ const hostPort = z
 const environmentSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['auto', 'json', 'human']).default('auto'),
   MLOPS_DATA_DIR: z.string().min(1).default('.data'),
+  MLOPS_POSTGRES_FALLBACK_DIR: z.string().min(1).default(DEFAULT_POSTGRES_FALLBACK_DIR),
   MLOPS_TOOLS_DIR: optionalString,
+  MLOPS_BINARY_DOWNLOADS: flag.default(true),
   MLOPS_DEMO: flag.default(true),
 
   TEMPORAL_ADDRESS: hostPort,
@@ -106,10 +115,19 @@ export const CONFIG_VARIABLES = Object.keys(environmentSchema.shape) as (keyof E
 export interface AppConfig {
   readonly nodeEnv: 'development' | 'production' | 'test';
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** `auto`: human lines on a terminal (JSON logs in `<dataDir>/logs`), JSON lines on stdout otherwise. */
+  readonly logFormat: 'auto' | 'json' | 'human';
   /** Absolute path; holds the local services' data, logs and scratch files. */
   readonly dataDir: string;
+  /**
+   * Absolute path; as root, the embedded PostgreSQL's data goes under it when the `postgres` user cannot reach
+   * `dataDir` (stack/postgres-location.ts).
+   */
+  readonly postgresFallbackDir: string;
   /** Absolute path of the per-user folder where built service binaries are cached. */
   readonly toolsDir: string;
+  /** Whether a missing binary may be downloaded (pinned official release, sha256 checked) before building it. */
+  readonly binaryDownloads: boolean;
   /** Whether `npm start` runs the flight-delay demo once the platform is ready. */
   readonly demo: boolean;
   readonly temporal: {
@@ -197,8 +215,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   return {
     nodeEnv: e.NODE_ENV,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     dataDir: path.resolve(cwd, e.MLOPS_DATA_DIR),
+    postgresFallbackDir: path.resolve(cwd, e.MLOPS_POSTGRES_FALLBACK_DIR),
     toolsDir: e.MLOPS_TOOLS_DIR ? path.resolve(cwd, e.MLOPS_TOOLS_DIR) : defaultToolsDir(),
+    binaryDownloads: e.MLOPS_BINARY_DOWNLOADS,
     demo: e.MLOPS_DEMO,
     temporal: {
       address: e.TEMPORAL_ADDRESS,

@@ -31,7 +31,8 @@ export function exitOnSignal(logger: Logger, shutdown: (signal: NodeJS.Signals) 
  */
 export function exitWithError(logger: Logger, error: unknown): never {
   const message = error instanceof Error ? error.message : String(error);
-  const expected = error instanceof Error && ['ConfigError', 'ServiceError'].includes(error.name);
+  const expected =
+    error instanceof Error && ['ConfigError', 'ServiceError', 'AlreadyRunningError'].includes(error.name);
   if (!expected) logger.error({ err: error }, message);
   process.stderr.write(`temporal-mlops: ${message}\n`);
   process.exit(1);

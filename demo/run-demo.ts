@@ -3,7 +3,9 @@
  * deployment the configuration points at), through its workers. With unchanged data and settings the new run trains
  * the same model, which is not better than the champion, so nothing is deployed.
  */
+import path from 'node:path';
 import proto from '@temporalio/proto';
+import { createCliOutput, resolveOutputMode } from '../core/cli-output.js';
 import { loadConfig, type AppConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { exitWithError } from '../core/shutdown.js';
@@ -47,7 +49,17 @@ async function main(): Promise<void> {
   } catch (error) {
     exitWithError(createLogger({ level: 'info', name: 'demo' }), error);
   }
-  const logger = createLogger({ level: config.logLevel === 'info' ? 'warn' : config.logLevel, name: 'demo' });
+  // On a terminal the JSON logs go to <data dir>/logs/demo.log; as JSON on stdout, only warnings and worse, so
+  // the report stays readable.
+  const quietJson = resolveOutputMode(config.logFormat) === 'json' && config.logLevel === 'info';
+  const output = createCliOutput({
+    name: 'demo',
+    level: quietJson ? 'warn' : config.logLevel,
+    format: config.logFormat,
+    logDir: path.join(config.dataDir, 'logs'),
+    logFileName: 'demo.log',
+  });
+  const { logger } = output;
   const endpoints = resolveEndpoints(config);
   const controller = new AbortController();
   let interrupted = false;
@@ -73,14 +85,14 @@ async function main(): Promise<void> {
   }
   try {
     await requireWorkers(session, endpoints.temporal.namespace);
-    process.stdout.write('Running the demo: the flight-delay pipeline on January–March 2001\n');
+    output.print('Running the demo: the flight-delay pipeline on January–March 2001');
     const report = await runFlightsDemo(session.deps, {
       trigger: 'cli',
       triggeredBy: 'npm run demo',
       signal: controller.signal,
-      onProgress: (line) => process.stdout.write(`${line}\n`),
+      onProgress: (line) => output.print(line),
     });
-    process.stdout.write(`\n${formatDemoReport(report)}\n`);
+    output.print(`\n${formatDemoReport(report)}`);
   } catch (error) {
     process.stderr.write(`${formatDemoFailure(error)}\n`);
     process.exitCode = 1;

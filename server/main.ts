@@ -1,3 +1,5 @@
+import path from 'node:path';
+import { createCliOutput } from '../core/cli-output.js';
 import { loadConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { exitOnSignal, exitWithError } from '../core/shutdown.js';
@@ -13,10 +15,22 @@ async function main(): Promise<void> {
   } catch (error) {
     exitWithError(bootLogger, error);
   }
-  const logger = createLogger({ level: config.logLevel, name: 'api' });
+  const output = createCliOutput({
+    name: 'api',
+    level: config.logLevel,
+    format: config.logFormat,
+    logDir: path.join(config.dataDir, 'logs'),
+    logFileName: 'api.log',
+  });
+  const { logger } = output;
   try {
     const api = await startApi({ config, endpoints: resolveEndpoints(config), logger });
     exitOnSignal(logger, () => api.close());
+    if (output.mode === 'human') {
+      output.print(
+        `API listening on ${api.url} (docs ${api.url}/docs; JSON logs in ${output.logFile}). Ctrl-C stops it.`,
+      );
+    }
   } catch (error) {
     exitWithError(logger, error);
   }

@@ -1,10 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { ServiceError } from '../core/errors.js';
 import { ManagedProcess } from './managed-process.js';
+import { postgresUser, reachableBy, type RunAs } from './postgres-location.js';
 import { waitUntil } from './wait-until.js';
 
 export const EMBEDDED_POSTGRES_USER = 'postgres';
@@ -19,6 +19,11 @@ export interface PostgresServerOptions {
   readonly host: string;
   readonly port: number;
   readonly timeoutMs: number;
+  /**
+   * Where to copy the server binaries when the `postgres` user cannot reach them in node_modules (a checkout in a
+   * private home folder); the system's temporary folder when unset.
+   */
+  readonly binaryCopyDir?: string;
 }
 
 export interface RunningPostgresServer {
@@ -47,52 +52,18 @@ async function embeddedBinaries(): Promise<PostgresBinaries> {
   return load();
 }
 
-interface RunAs {
-  readonly uid: number;
-  readonly gid: number;
-}
-
-/** PostgreSQL refuses to run as root: as root, run it as the `postgres` user. */
-function postgresUser(): RunAs | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const uid = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
-  const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
-  if (uid.status !== 0 || gid.status !== 0) {
-    throw new ServiceError(
-      'PostgreSQL',
-      'running as root, and there is no `postgres` user to run the server as. To fix: `useradd --system postgres`, or set DATABASE_URL to an existing server.',
-    );
-  }
-  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
-}
-
-/** Asks the OS itself whether `user` may search every folder down to `dir`. */
-function reachableBy(user: RunAs, dir: string): string | undefined {
-  let current = path.resolve(dir);
-  const chain: string[] = [];
-  while (current !== path.dirname(current)) {
-    chain.unshift(current);
-    current = path.dirname(current);
-  }
-  for (const folder of chain) {
-    if (!fs.existsSync(folder)) break;
-    const probe = spawnSync('test', ['-x', folder], { uid: user.uid, gid: user.gid });
-    if (probe.status !== 0) return folder;
-  }
-  return undefined;
-}
-
 /**
  * The binaries, where the `postgres` user can execute them. A checkout under a private home folder (mode 700) hides
- * node_modules from that user, so the binary tree is copied once to a world-readable cache folder.
+ * node_modules from that user, so the binary tree is copied once to a world-readable folder (`copyDir`).
  */
-function executableBinaries(binaries: PostgresBinaries, user: RunAs | undefined): PostgresBinaries {
+function executableBinaries(binaries: PostgresBinaries, user: RunAs | undefined, copyRoot: string): PostgresBinaries {
   if (!user) return binaries;
   const nativeDir = path.dirname(path.dirname(binaries.postgres));
   if (reachableBy(user, nativeDir) === undefined) return binaries;
   // Keyed by the server binary's size and mtime, so an upgraded package gets a fresh copy.
   const { size, mtimeMs } = fs.statSync(binaries.postgres);
-  const copyDir = path.join(os.tmpdir(), `temporal-mlops-postgres-${size}-${Math.round(mtimeMs)}`);
+  fs.mkdirSync(copyRoot, { recursive: true, mode: 0o755 });
+  const copyDir = path.join(copyRoot, `postgres-binaries-${size}-${Math.round(mtimeMs)}`);
   if (!fs.existsSync(path.join(copyDir, 'bin', 'postgres'))) {
     const staging = `${copyDir}.tmp-${process.pid}`;
     fs.cpSync(nativeDir, staging, { recursive: true, verbatimSymlinks: true });
@@ -151,11 +122,11 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
     if (blocked) {
       throw new ServiceError(
         'PostgreSQL',
-        `the server runs as the \`postgres\` user, which cannot enter ${blocked}. To fix: set MLOPS_DATA_DIR to a folder it can reach (for example under /var/lib or /tmp), or \`chmod o+x ${blocked}\`.`,
+        `the server runs as the \`postgres\` user, which cannot enter ${blocked}. To fix: set MLOPS_DATA_DIR to a folder it can reach (for example under /var/lib), or \`chmod o+x ${blocked}\`.`,
       );
     }
   }
-  const binaries = executableBinaries(await embeddedBinaries(), user);
+  const binaries = executableBinaries(await embeddedBinaries(), user, options.binaryCopyDir ?? os.tmpdir());
   if (!fs.existsSync(path.join(options.clusterDir, 'PG_VERSION'))) {
     await runInitdb(binaries, options, user);
   }

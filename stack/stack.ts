@@ -4,13 +4,16 @@ import { Client as MinioClient } from 'minio';
 import { Connection } from '@temporalio/client';
 import type { AppConfig, ServiceEndpoints } from '../core/config.js';
 import { ServiceError } from '../core/errors.js';
+import type { TaskLine } from '../core/live-lines.js';
 import type { Logger } from '../core/logger.js';
 import { createDatabase, runMigrations, waitForDatabase } from '../storage/database.js';
 import { S3ArtifactStore } from '../storage/artifact-store.js';
 import { MINIO_SERVER, TEMPORAL_CLI, ensureBinary } from './binaries.js';
+import { DataDirOwner } from './data-dir-owner.js';
 import { stopOrphan, type ManagedProcess } from './managed-process.js';
 import { startMinioServer } from './minio-server.js';
 import { assertPortFree, findFreePorts } from './ports.js';
+import { postgresUser, resolvePostgresCluster, type PostgresLocation } from './postgres-location.js';
 import { startPostgresServer } from './postgres-server.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { startTemporalDevServer } from './temporal-dev-server.js';
@@ -25,6 +28,8 @@ export interface StartStackOptions {
    * `random`: free ports chosen now, so a test stack never collides with a running dev stack.
    */
   readonly ports?: 'configured' | 'random';
+  /** Shows people the work that takes long (a binary downloaded or built): a line redrawn in place. */
+  readonly task?: (text: string) => TaskLine;
 }
 
 /** The platform's three services, reachable, migrated and provisioned. */
@@ -33,7 +38,11 @@ export interface Stack {
   /** Services this stack manager started (and will stop); external ones are absent. */
   readonly managed: readonly string[];
   readonly dataDir: string;
-  /** Stops what this stack manager started, and only that, workers' dependencies last. Idempotent. */
+  /** Where the local PostgreSQL keeps its data; undefined when PostgreSQL is external. */
+  readonly postgres: PostgresLocation | undefined;
+  /** This process's claim on the data directory (one platform per data directory). */
+  readonly owner: DataDirOwner;
+  /** Stops what this stack manager started, and only that, workers' dependencies last; then gives up the claim. */
   stop(): Promise<void>;
 }
 
@@ -42,7 +51,6 @@ export function stackLayout(dataDir: string) {
   const file = (folder: string, name: string) => path.join(dataDir, folder, name);
   return {
     temporalState: path.join(dataDir, 'temporal'),
-    postgresCluster: path.join(dataDir, 'postgres'),
     minioStorage: path.join(dataDir, 'minio'),
     log: (service: string) => file('logs', `${service}.log`),
     pid: (service: string) => file('run', `${service}.pid`),
@@ -54,33 +62,40 @@ export function stackLayout(dataDir: string) {
  * backoff while it is briefly down), otherwise a local server under the data directory. Then applies the database
  * migrations, registers the search attributes and creates the bucket. On any failure, everything started so far is
  * stopped before the error is thrown.
+ *
+ * One platform per data directory: the data directory is claimed first, and a start that finds a live owner throws
+ * AlreadyRunningError before it touches anything. Services left running by an owner that is gone are stopped.
  */
 export async function startStack(config: AppConfig, options: StartStackOptions): Promise<Stack> {
   const { logger } = options;
   const layout = stackLayout(config.dataDir);
   fs.mkdirSync(config.dataDir, { recursive: true });
+  const owner = DataDirOwner.claim(config.dataDir);
   const timeoutMs = config.serviceStartTimeoutSeconds * 1000;
   const started: ManagedProcess[] = [];
   const stopStarted = async () => {
     await Promise.allSettled([...started].reverse().map((p) => p.stop()));
   };
+  let postgresLocation: PostgresLocation | undefined;
 
   try {
-    // Services orphaned by a crashed earlier start still hold this data directory's ports: stop them first.
+    // Services orphaned by a crashed earlier owner still hold this data directory's ports: stop them first.
     await Promise.all([
       stopOrphan(layout.pid('temporal'), 'SIGTERM'),
       stopOrphan(layout.pid('postgres'), 'SIGINT'),
       stopOrphan(layout.pid('minio'), 'SIGTERM'),
     ]);
     const ports = await resolvePorts(config, options.ports ?? 'configured');
-    // Binaries are located (or built) before anything starts, so a missing one leaves nothing running.
+    // Binaries are located (or fetched, or built) before anything starts, so a missing one leaves nothing running.
+    const binaryOptions = {
+      toolsDir: config.toolsDir,
+      logger,
+      downloads: config.binaryDownloads,
+      ...(options.task ? { task: options.task } : {}),
+    };
     const [temporalBinary, minioBinary] = await settleAll([
-      config.temporal.address
-        ? Promise.resolve(undefined)
-        : ensureBinary(TEMPORAL_CLI, { toolsDir: config.toolsDir, logger }),
-      config.s3.endpoint
-        ? Promise.resolve(undefined)
-        : ensureBinary(MINIO_SERVER, { toolsDir: config.toolsDir, logger }),
+      config.temporal.address ? Promise.resolve(undefined) : ensureBinary(TEMPORAL_CLI, binaryOptions),
+      config.s3.endpoint ? Promise.resolve(undefined) : ensureBinary(MINIO_SERVER, binaryOptions),
     ]);
 
     const temporalUp = async () => {
@@ -120,8 +135,14 @@ export async function startStack(config: AppConfig, options: StartStackOptions):
         });
         return url;
       }
+      postgresLocation = resolvePostgresCluster({
+        dataDir: config.dataDir,
+        fallbackDir: config.postgresFallbackDir,
+        user: postgresUser(),
+      });
       const server = await startPostgresServer({
-        clusterDir: layout.postgresCluster,
+        clusterDir: postgresLocation.clusterDir,
+        binaryCopyDir: config.postgresFallbackDir,
         logFile: layout.log('postgres'),
         pidFile: layout.pid('postgres'),
         host: LOCAL_HOST,
@@ -181,10 +202,13 @@ export async function startStack(config: AppConfig, options: StartStackOptions):
       endpoints,
       managed: started.map((p) => p.options.service),
       dataDir: config.dataDir,
-      stop: () => (stopping ??= stopStarted()),
+      postgres: postgresLocation,
+      owner,
+      stop: () => (stopping ??= stopStarted().finally(() => owner.release())),
     };
   } catch (error) {
     await stopStarted();
+    owner.release();
     throw error;
   }
 }

@@ -1,5 +1,8 @@
+import path from 'node:path';
+import { createCliOutput, type CliOutput } from '../core/cli-output.js';
 import { loadConfig, type AppConfig } from '../core/config.js';
-import { createLogger, type Logger } from '../core/logger.js';
+import { formatElapsed } from '../core/live-lines.js';
+import { createLogger } from '../core/logger.js';
 import { exitWithError } from '../core/shutdown.js';
 import { startApi } from '../server/start-api.js';
 import type { ApiServer } from '../server/serve.js';
@@ -12,6 +15,8 @@ import { startStack, type Stack } from './stack.js';
  * `npm start`: the whole platform in one command. Starts (or connects to) Temporal, PostgreSQL and S3, applies
  * migrations, starts the main and training workers and the API in this process, and prints where to look. Ctrl-C
  * or SIGTERM stops the API, then the workers (gracefully), then the services this command started, and only those.
+ * On a terminal it prints short human lines and writes its JSON logs to `<data dir>/logs/platform.log`; otherwise
+ * (or with LOG_FORMAT=json) it logs JSON lines on stdout.
  */
 async function main(): Promise<void> {
   const startedAt = Date.now();
@@ -21,7 +26,19 @@ async function main(): Promise<void> {
   } catch (error) {
     exitWithError(createLogger({ level: 'info', name: 'start' }), error);
   }
-  const logger = createLogger({ level: config.logLevel, name: 'start' });
+  const output = createCliOutput({
+    name: 'start',
+    level: config.logLevel,
+    format: config.logFormat,
+    logDir: path.join(config.dataDir, 'logs'),
+    logFileName: 'platform.log',
+  });
+  const { logger } = output;
+  /** A line for people on a terminal; in json mode the log line beside it says the same. */
+  const say = (text: string) => {
+    if (output.mode === 'human') output.print(text);
+  };
+  say(`Starting temporal-mlops on ${config.dataDir} (JSON logs in ${output.logFile ?? 'stdout'})`);
 
   let stack: Stack | undefined;
   let workers: RunningWorkers | undefined;
@@ -42,10 +59,13 @@ async function main(): Promise<void> {
       return;
     }
     stopping = true;
+    output.close();
     logger.info({ signal }, 'stopping temporal-mlops');
+    say('Stopping temporal-mlops: API, then workers, then services (Ctrl-C again to stop at once)');
     stopAll().then(
       () => {
         logger.info('stopped');
+        say('Stopped.');
         process.exit(0);
       },
       (error: unknown) => exitWithError(logger, error),
@@ -54,27 +74,63 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  /** One step of the start: a live line on a terminal that settles as done or failed. */
+  const step = async <T>(text: string, run: () => Promise<T>, done: (value: T) => string): Promise<T> => {
+    const task = output.task(text);
+    try {
+      const value = await run();
+      task.succeed(done(value));
+      return value;
+    } catch (error) {
+      task.fail(`${text}: failed`);
+      throw error;
+    }
+  };
+
   try {
-    stack = await startStack(config, { logger, ports: 'configured' });
+    stack = await step(
+      'starting Temporal, PostgreSQL and MinIO',
+      () => startStack(config, { logger, ports: 'configured', task: output.task }),
+      (s) =>
+        `services ready in ${formatElapsed(Date.now() - startedAt)}: ${s.managed.length > 0 ? `started ${s.managed.join(', ')}` : 'all external'}`,
+    );
     if (stopping) return;
-    workers = await startWorkers({ config, endpoints: stack.endpoints, logger, roles: ['main', 'training'] });
+    const endpoints = stack.endpoints;
+    workers = await step(
+      'starting the workers',
+      () => startWorkers({ config, endpoints, logger, roles: ['main', 'training'] }),
+      () => `workers polling ${config.temporal.taskQueue} and ${config.temporal.trainingTaskQueue}`,
+    );
     if (stopping) return;
-    api = await startApi({ config, endpoints: stack.endpoints, logger });
+    api = await step(
+      'starting the API',
+      () => startApi({ config, endpoints, logger }),
+      (server) => `API listening on ${server.url}`,
+    );
+    stack.owner.update({ apiUrl: api.url });
     if (stopping) return;
-    printReady(logger, config, stack, api, Date.now() - startedAt);
+    printReady(output, config, stack, api, Date.now() - startedAt);
     // The flight-delay demo (MLOPS_DEMO=false skips it): runs in the background; a failure never stops the platform.
-    if (config.demo) demo = startDemo({ config, endpoints: stack.endpoints, apiUrl: api.url, logger });
+    if (config.demo) {
+      demo = startDemo({ config, endpoints: stack.endpoints, apiUrl: api.url, logger, write: (t) => output.print(t) });
+    }
     workers.finished.catch(() => onSignal('SIGTERM'));
   } catch (error) {
     if (stopping) return;
     stopping = true;
+    output.close();
     await stopAll().catch(() => undefined);
     exitWithError(logger, error);
   }
 }
 
-function printReady(logger: Logger, config: AppConfig, stack: Stack, api: ApiServer, ms: number): void {
+function printReady(output: CliOutput, config: AppConfig, stack: Stack, api: ApiServer, ms: number): void {
   const { endpoints } = stack;
+  const postgresData = stack.postgres?.relocatedBecause
+    ? [
+        `  PG data      ${stack.postgres.clusterDir} (the postgres user cannot enter ${stack.postgres.relocatedBecause}; recorded in ${config.dataDir}/postgres.location)`,
+      ]
+    : [];
   const lines = [
     `temporal-mlops is ready in ${(ms / 1000).toFixed(1)} s`,
     `  API          ${api.url}`,
@@ -83,12 +139,17 @@ function printReady(logger: Logger, config: AppConfig, stack: Stack, api: ApiSer
     `  Temporal     ${endpoints.temporal.address} (namespace ${endpoints.temporal.namespace})`,
     `  S3           ${endpoints.s3.endpoint} (bucket ${endpoints.s3.bucket})`,
     `  PostgreSQL   ${endpoints.databaseUrl.replace(/\/\/([^:/]+):[^@]*@/, '//$1:***@')}`,
+    ...postgresData,
     `  Data         ${config.dataDir} (service logs in ${config.dataDir}/logs)`,
+    ...(output.logFile ? [`  Logs         ${output.logFile} (JSON, this process)`] : []),
     `  Started here ${stack.managed.length > 0 ? stack.managed.join(', ') : 'nothing (all services external)'}`,
     'Press Ctrl-C to stop.',
   ];
-  logger.info({ ready: true, ms, api: api.url, temporalUi: endpoints.temporal.uiUrl }, 'temporal-mlops is ready');
-  process.stdout.write(`\n${lines.join('\n')}\n\n`);
+  output.logger.info(
+    { ready: true, ms, api: api.url, temporalUi: endpoints.temporal.uiUrl, postgresData: stack.postgres?.clusterDir },
+    'temporal-mlops is ready',
+  );
+  output.print(`\n${lines.join('\n')}\n`);
 }
 
 void main();

@@ -3,6 +3,12 @@ import type { Logger } from '../core/logger.js';
 
 let installed = false;
 
+/**
+ * SDK warnings that describe what the platform does on purpose: the training queue's worker runs activities only.
+ * Logged at debug, so a terminal does not show them as problems.
+ */
+const EXPECTED_WARNINGS = new Set(['No workflows registered, not polling for workflow tasks']);
+
 const levels: Record<string, LogLevel> = {
   trace: 'TRACE',
   debug: 'DEBUG',
@@ -26,7 +32,8 @@ export function installTemporalRuntime(logger: Logger, level: string): void {
       // pino serializes errors only under `err`; the SDK puts them under `error`.
       const { error, ...rest } = (meta ?? {}) as Record<string, unknown>;
       const line = { ...rest, ...(error !== undefined ? { err: error } : {}), sdk: true };
-      switch (entry.level) {
+      const level = entry.level === 'WARN' && EXPECTED_WARNINGS.has(message) ? 'DEBUG' : entry.level;
+      switch (level) {
         case 'TRACE':
           logger.trace(line, message);
           break;

@@ -1,3 +1,5 @@
+import path from 'node:path';
+import { createCliOutput } from '../core/cli-output.js';
 import { loadConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { exitOnSignal, exitWithError } from '../core/shutdown.js';
@@ -17,11 +19,33 @@ export async function runWorkerProcess(roles: readonly QueueRole[], name: string
   } catch (error) {
     exitWithError(bootLogger, error);
   }
-  const logger = createLogger({ level: config.logLevel, name });
+  const output = createCliOutput({
+    name,
+    level: config.logLevel,
+    format: config.logFormat,
+    logDir: path.join(config.dataDir, 'logs'),
+    logFileName: `${name}.log`,
+  });
+  const { logger } = output;
+  const say = (text: string) => {
+    if (output.mode === 'human') output.print(text);
+  };
   try {
-    const running = await startWorkers({ config, endpoints: resolveEndpoints(config), logger, roles });
-    exitOnSignal(logger, () => running.shutdown());
+    const endpoints = resolveEndpoints(config);
+    const running = await startWorkers({ config, endpoints, logger, roles });
+    exitOnSignal(logger, async () => {
+      say('Stopping: in-flight activities finish or go back to Temporal (Ctrl-C again to stop at once)');
+      await running.shutdown();
+      say('Stopped.');
+    });
+    const queues = roles.map((role) =>
+      role === 'main' ? config.temporal.taskQueue : config.temporal.trainingTaskQueue,
+    );
     logger.info({ roles }, 'worker running');
+    say(
+      `${name} polling ${queues.join(' and ')} on Temporal ${endpoints.temporal.address} ` +
+        `(JSON logs in ${output.logFile}). Ctrl-C stops it.`,
+    );
     await running.finished;
   } catch (error) {
     exitWithError(logger, error);
