@@ -234,8 +234,9 @@ async function goInstall(go: string, spec: ToolSpec, options: EnsureBinaryOption
     { tool: spec.binary, package: spec.goPackage, into: options.toolsDir },
     `building ${spec.binary} from source with go install (once per machine; takes a few minutes)`,
   );
+  // With Go's module cache warm nothing is downloaded: then the line says only what runs.
   const building = (modules: number) =>
-    `${spec.binary}: building from source with go install (once per machine), ${modules} module${modules === 1 ? '' : 's'} downloaded`;
+    `${spec.binary}: building from source with go install (once per machine)${modules > 0 ? `, ${modules} module${modules === 1 ? '' : 's'} downloaded` : ''}`;
   task.update(building(0));
   let downloaded = 0;
   let lastLine = '';
