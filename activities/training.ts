@@ -119,6 +119,9 @@ export function createTrainingActivities(deps: ActivityDeps) {
           },
           {
             signal: context.cancellationSignal,
+            onThreadEnd: ({ terminated }) => {
+              if (terminated) log.warn('training thread did not stop within its grace period and was terminated');
+            },
             onLoaded: ({ rows, seconds }) => {
               loadSeconds = seconds;
               log.info({ rows, seconds }, 'training data loaded');
