@@ -24,7 +24,13 @@ function model(seed: number) {
     for (const f of transform.features) {
       const v = row[f.name];
       instance[f.name] =
-        f.kind === 'numeric' ? (typeof v === 'number' && Number.isFinite(v) ? v : null) : v == null ? null : String(v);
+        f.kind === 'numeric'
+          ? typeof v === 'number' && Number.isFinite(v)
+            ? v
+            : null
+          : v === null || v === undefined
+            ? null
+            : String(v);
     }
     return instance;
   });
