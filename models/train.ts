@@ -4,7 +4,7 @@ import type { FittedTransform } from '../data/transform.js';
 import { loadEncodedDataset, loadSparseEncodedDataset, loadTreeDataset } from './dataset.js';
 import type { TrainerKind } from './training-job.js';
 import { trainGradientBoostedTrees } from './trainers/gbt/index.js';
-import { trainLogisticRegression, trainRidge, trainSoftmaxRegression } from './trainers/linear.js';
+import { trainLogisticRegression, trainRidge, trainSoftmaxRegression } from './trainers/linear/index.js';
 import { trainMlp, type MlpParams } from './trainers/mlp.js';
 import { TrainingParameterError, type TrainedModel, type TrainingHooks } from './types.js';
 

@@ -28,7 +28,7 @@ import {
 import { labelTypeProblem, resolveFeatureKind } from '../data/prepare.js';
 import { SplitError, timeSplitSql } from '../data/split.js';
 import { gbtParamsSchema } from '../models/trainers/gbt/params.js';
-import { logisticRegressionParamsSchema, ridgeParamsSchema } from '../models/trainers/linear.js';
+import { logisticRegressionParamsSchema, ridgeParamsSchema } from '../models/trainers/linear/index.js';
 import { mlpParamsSchema } from '../models/trainers/mlp.js';
 import type { ObjectSource } from '../storage/object-source.js';
 import { pipelineDefinitionSchema, type PipelineDefinition } from './definition.js';

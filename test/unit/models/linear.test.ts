@@ -9,7 +9,7 @@ import {
   trainRidge,
   trainSoftmaxRegression,
   type LinearTrainingData,
-} from '../../../models/trainers/linear.js';
+} from '../../../models/trainers/linear/index.js';
 import { TrainingParameterError, type EncodedDataset, type LinearModel } from '../../../models/types.js';
 
 // A tiny dataset. References: scikit-learn 1.2's objective (LogisticRegression / Ridge conventions) minimized to
