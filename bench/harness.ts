@@ -154,8 +154,12 @@ export function summarize(metric: string, samples: readonly number[]): MetricSum
   };
 }
 
-/** The q-quantile (0..1) of ascending `sorted` samples, interpolating linearly between neighbours. */
-export function quantile(sorted: readonly number[], q: number): number {
+/**
+ * The q-quantile (0..1) of ascending `sorted` samples, interpolating linearly between neighbours; NaN when there are
+ * none. Any array-like will do (a sorted `Float64Array` of latencies, for example).
+ */
+export function quantile(sorted: ArrayLike<number>, q: number): number {
+  if (sorted.length === 0) return Number.NaN;
   const position = (sorted.length - 1) * q;
   const lower = Math.floor(position);
   const upper = Math.ceil(position);
@@ -203,8 +207,18 @@ export function describeMachine() {
     cpus: cpus.length,
     cpuModel: cpus[0]?.model ?? 'unknown',
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    loadAverage: os.loadavg().map((v) => Math.round(v * 100) / 100),
+    loadAverage: loadAverage(),
   };
+}
+
+/** The 1, 5 and 15 minute load averages, rounded to two decimals. */
+export function loadAverage(): number[] {
+  return os.loadavg().map((v) => Math.round(v * 100) / 100);
+}
+
+/** Throws `Error(message)` unless `condition` holds: a benchmark's sanity check of what it set up or measured. */
+export function check(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new Error(message);
 }
 
 /** utime + stime of a process, in seconds (Linux /proc; NaN once it is gone). */
