@@ -10,7 +10,6 @@ import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScoreDatasetInput } from '../../activities/index.js';
 import { DataEngine, sqlString } from '../../data/engine.js';
@@ -18,9 +17,9 @@ import { startPipelineRun, type PipelineRunnerDeps } from '../../pipelines/runs.
 import { createApp } from '../../server/app.js';
 import { createServing, type Serving } from '../../serving/index.js';
 import { batchScore, type BatchScoreResult, type TrainingPipelineResult } from '../../workflows/index.js';
-import { connectTestPlatform, testLogger, type TestPlatform } from '../support/platform.js';
-import { testEndpoints } from '../support/stack.js';
+import { testLogger, type TestPlatform } from '../support/platform.js';
 import { syntheticDefinition } from '../support/pipelines.js';
+import { startTestPlatform, type RunningTestPlatform } from '../support/running-platform.js';
 
 const name = `batch-${randomUUID().slice(0, 8)}`;
 const inputBucket = `batch-in-${randomUUID().slice(0, 8)}`;
@@ -28,8 +27,7 @@ const ROWS_PER_FILE = 60_000;
 
 let platform: TestPlatform;
 let runner: PipelineRunnerDeps;
-const workers: Worker[] = [];
-const running: Promise<void>[] = [];
+let started: RunningTestPlatform | undefined;
 let serving: Serving;
 let app: ReturnType<typeof createApp>;
 let dir: string;
@@ -53,28 +51,20 @@ async function writeInput(file: string, first: number, count: number, columns = 
 }
 
 beforeAll(async () => {
-  platform = await connectTestPlatform(testEndpoints());
-  runner = {
-    client: platform.client,
-    pipelines: platform.storage.pipelines,
-    taskQueue: platform.taskQueue,
-    trainingTaskQueue: platform.trainingTaskQueue,
-  };
   // Jobs on an input named `gated` heartbeat a known progress, then wait for the test before scoring.
-  const main = await platform.mainWorker((activities) => ({
-    ...activities,
-    scoreDataset: async (input: ScoreDatasetInput) => {
-      if (input.input.includes('gated')) {
-        Context.current().heartbeat({ phase: 'scoring', rows: 12, total: 34 });
-        await gate;
-      }
-      return activities.scoreDataset(input);
-    },
-  }));
-  for (const worker of [main, await platform.trainingWorker()]) {
-    workers.push(worker);
-    running.push(worker.run());
-  }
+  started = await startTestPlatform({
+    wrapMain: (activities) => ({
+      ...activities,
+      scoreDataset: async (input: ScoreDatasetInput) => {
+        if (input.input.includes('gated')) {
+          Context.current().heartbeat({ phase: 'scoring', rows: 12, total: 34 });
+          await gate;
+        }
+        return activities.scoreDataset(input);
+      },
+    }),
+  });
+  ({ platform, runner } = started);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'batch-scoring-'));
   engine = await DataEngine.open({ workDir: dir, threads: 1 });
 
@@ -121,10 +111,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await serving?.pool.close();
-  for (const worker of workers) worker.shutdown();
-  await Promise.allSettled(running);
+  await started?.stop();
   engine?.close();
-  await platform?.close();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 

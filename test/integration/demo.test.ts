@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   DEMO_LANDING_KEY,
@@ -15,16 +14,17 @@ import {
   type DemoDeps,
 } from '../../demo/flights.js';
 import { pipelineDefinitionSchema } from '../../pipelines/definition.js';
-import { connectTestPlatform, testLogger, type TestPlatform } from '../support/platform.js';
+import { testLogger, type TestPlatform } from '../support/platform.js';
+import { startTestPlatform, type RunningTestPlatform } from '../support/running-platform.js';
 import { testConfig, testEndpoints } from '../support/stack.js';
 
 let platform: TestPlatform;
 let deps: DemoDeps;
-const workers: Worker[] = [];
-const running: Promise<void>[] = [];
+let started: RunningTestPlatform | undefined;
 
 beforeAll(async () => {
-  platform = await connectTestPlatform(testEndpoints(), `demo-${randomUUID().slice(0, 8)}`);
+  started = await startTestPlatform({ bucket: `demo-${randomUUID().slice(0, 8)}` });
+  platform = started.platform;
   deps = {
     client: platform.client,
     storage: platform.storage,
@@ -32,16 +32,10 @@ beforeAll(async () => {
     trainingTaskQueue: platform.trainingTaskQueue,
     links: { apiUrl: 'http://127.0.0.1:3000', temporalUiUrl: 'http://127.0.0.1:8233', namespace: 'default' },
   };
-  for (const worker of [await platform.mainWorker(), await platform.trainingWorker()]) {
-    workers.push(worker);
-    running.push(worker.run());
-  }
 });
 
 afterAll(async () => {
-  for (const worker of workers) worker.shutdown();
-  await Promise.allSettled(running);
-  await platform?.close();
+  await started?.stop();
 });
 
 describe('the flight-delay demo', () => {

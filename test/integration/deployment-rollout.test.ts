@@ -8,7 +8,6 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The app first: it loads @hono/zod-openapi, which must extend zod before the pipeline definition's schemas are built.
 import { createApp } from '../../server/app.js';
@@ -18,14 +17,13 @@ import { startApiServer, type ApiServer } from '../../server/serve.js';
 import { createServing, type Serving } from '../../serving/index.js';
 import type { RevisionSummary } from '../../storage/registry-store.js';
 import type { DeploymentRolloutResult, TrainingPipelineResult } from '../../workflows/index.js';
-import { connectTestPlatform, testLogger, type TestPlatform } from '../support/platform.js';
+import { testLogger, type TestPlatform } from '../support/platform.js';
 import { runPipelineToEnd, syntheticCsv, syntheticDefinition } from '../support/pipelines.js';
-import { testEndpoints } from '../support/stack.js';
+import { startTestPlatform, type RunningTestPlatform } from '../support/running-platform.js';
 
 let platform: TestPlatform;
 let runner: PipelineRunnerDeps;
-const workers: Worker[] = [];
-const running: Promise<void>[] = [];
+let started: RunningTestPlatform | undefined;
 let serving: Serving | undefined;
 let server: ApiServer | undefined;
 let dir: string;
@@ -37,17 +35,8 @@ let v1: TrainingPipelineResult;
 let v2: TrainingPipelineResult;
 
 beforeAll(async () => {
-  platform = await connectTestPlatform(testEndpoints());
-  runner = {
-    client: platform.client,
-    pipelines: platform.storage.pipelines,
-    taskQueue: platform.taskQueue,
-    trainingTaskQueue: platform.trainingTaskQueue,
-  };
-  for (const worker of [await platform.mainWorker(), await platform.trainingWorker()]) {
-    workers.push(worker);
-    running.push(worker.run());
-  }
+  started = await startTestPlatform();
+  ({ platform, runner } = started);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rollout-'));
   csv = path.join(dir, 'events.csv');
 
@@ -102,9 +91,7 @@ afterAll(async () => {
   await server?.close();
   await serving?.pool.close();
   await serving?.predictionLog?.close(1_000);
-  for (const worker of workers) worker.shutdown();
-  await Promise.allSettled(running);
-  await platform?.close();
+  await started?.stop();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../server/app.js';
 import type { PipelineRunnerDeps } from '../../pipelines/runs.js';
@@ -15,14 +14,13 @@ import { startApiServer, type ApiServer } from '../../server/serve.js';
 import { createServing, type Serving, type ServingOptions } from '../../serving/index.js';
 import { artifactKey, formatArtifactUri } from '../../storage/content-hash.js';
 import type { TrainingPipelineResult } from '../../workflows/index.js';
-import { connectTestPlatform, testLogger, type TestPlatform } from '../support/platform.js';
+import { testLogger, type TestPlatform } from '../support/platform.js';
 import { runPipelineToEnd, syntheticCsv, syntheticDefinition } from '../support/pipelines.js';
-import { testEndpoints } from '../support/stack.js';
+import { startTestPlatform, type RunningTestPlatform } from '../support/running-platform.js';
 
 let platform: TestPlatform;
 let runner: PipelineRunnerDeps;
-const workers: Worker[] = [];
-const running: Promise<void>[] = [];
+let started: RunningTestPlatform | undefined;
 const servings: Serving[] = [];
 const servers: ApiServer[] = [];
 let dir: string;
@@ -31,17 +29,8 @@ const name = `serving-${randomUUID().slice(0, 8)}`;
 let csv: string;
 
 beforeAll(async () => {
-  platform = await connectTestPlatform(testEndpoints());
-  runner = {
-    client: platform.client,
-    pipelines: platform.storage.pipelines,
-    taskQueue: platform.taskQueue,
-    trainingTaskQueue: platform.trainingTaskQueue,
-  };
-  for (const worker of [await platform.mainWorker(), await platform.trainingWorker()]) {
-    workers.push(worker);
-    running.push(worker.run());
-  }
+  started = await startTestPlatform();
+  ({ platform, runner } = started);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'serving-'));
   csv = path.join(dir, 'events.csv');
 });
@@ -49,9 +38,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.allSettled(servers.map((s) => s.close()));
   await Promise.allSettled(servings.map((s) => s.pool.close()));
-  for (const worker of workers) worker.shutdown();
-  await Promise.allSettled(running);
-  await platform?.close();
+  await started?.stop();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 

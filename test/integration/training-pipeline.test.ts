@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pipelineDefinitionSchema, type PipelineDefinitionInput } from '../../pipelines/definition.js';
 import {
@@ -15,34 +14,22 @@ import {
   type PipelineRunnerDeps,
 } from '../../pipelines/runs.js';
 import type { TrainingPipelineResult } from '../../workflows/index.js';
-import { connectTestPlatform, type TestPlatform } from '../support/platform.js';
+import type { TestPlatform } from '../support/platform.js';
 import { runPipelineToEnd, syntheticCsv } from '../support/pipelines.js';
-import { testEndpoints } from '../support/stack.js';
+import { startTestPlatform, type RunningTestPlatform } from '../support/running-platform.js';
 
 const dataDir = path.resolve('node_modules/vega-datasets/data');
 let platform: TestPlatform;
 let runner: PipelineRunnerDeps;
-const workers: Worker[] = [];
-const running: Promise<void>[] = [];
+let started: RunningTestPlatform | undefined;
 
 beforeAll(async () => {
-  platform = await connectTestPlatform(testEndpoints());
-  runner = {
-    client: platform.client,
-    pipelines: platform.storage.pipelines,
-    taskQueue: platform.taskQueue,
-    trainingTaskQueue: platform.trainingTaskQueue,
-  };
-  for (const worker of [await platform.mainWorker(), await platform.trainingWorker()]) {
-    workers.push(worker);
-    running.push(worker.run());
-  }
+  started = await startTestPlatform();
+  ({ platform, runner } = started);
 });
 
 afterAll(async () => {
-  for (const worker of workers) worker.shutdown();
-  await Promise.allSettled(running);
-  await platform?.close();
+  await started?.stop();
 });
 
 /** A week of January 2001 flights (about 100k rows): train on the first five days, evaluate on the next two. */
