@@ -24,13 +24,14 @@ import {
 } from '@duckdb/node-api';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import * as ort from 'onnxruntime-node';
-import { FailureType, type FailureTypeName } from '../core/constants.js';
+import { toApplicationFailure } from '../core/application-failure.js';
+import { DomainError } from '../core/errors.js';
 import { DataEngine, NUMERIC_TYPE_NAMES, sqlIdentifier, sqlString } from '../data/engine.js';
-import { isExtractError, parseSourceSpec, resolveLocalFiles, resolveObjects } from '../data/sources.js';
+import { parseSourceSpec, resolveLocalFiles, resolveObjects } from '../data/sources.js';
 import { ArtifactType } from '../schema/index.js';
 import { readClasses } from '../serving/load-model.js';
 import type { ClassLabel } from '../serving/loaded-model.js';
-import { compileSignature, UnservableSignatureError, type CompiledSignature } from '../serving/signature.js';
+import { compileSignature, type CompiledSignature } from '../serving/signature.js';
 import type { ArtifactRef } from '../storage/artifact-store.js';
 import { activityLogger } from './activity-logger.js';
 import type { ActivityDeps } from './deps.js';
@@ -90,30 +91,12 @@ export interface ScoreProgress {
   readonly total?: number;
 }
 
-/** Failure types no retry can fix. */
-const FINAL_FAILURES: ReadonlySet<string> = new Set([
-  FailureType.InvalidInput,
-  FailureType.DataValidation,
-  FailureType.NotFound,
-  FailureType.ArtifactIntegrity,
-]);
-
-function fail(type: FailureTypeName, message: string, details?: Record<string, unknown>): ApplicationFailure {
-  return ApplicationFailure.create({ type, message, nonRetryable: true, ...(details ? { details: [details] } : {}) });
-}
-
-/** Errors that carry a failure type of their own (missing object, damaged artifact, bad source) become final. */
-function toFailure(error: unknown): unknown {
-  if (error instanceof ApplicationFailure || error instanceof CancelledFailure) return error;
-  if (isExtractError(error)) {
-    return error.retryable ? error : fail(error.failureType, error.message, { code: error.code });
+/** A scoring job that cannot succeed as asked: a bad input or column, a missing version, unreadable data. */
+export class BatchScoringError extends DomainError {
+  override readonly name = 'BatchScoringError';
+  constructor(kind: 'invalid' | 'not_found' | 'invalid_data', message: string, details?: Record<string, unknown>) {
+    super(kind, message, details === undefined ? {} : { details });
   }
-  if (error instanceof UnservableSignatureError) return fail(FailureType.InvalidInput, error.message);
-  const type = (error as { failureType?: unknown } | null)?.failureType;
-  if (typeof type === 'string' && FINAL_FAILURES.has(type)) {
-    return fail(type as FailureTypeName, (error as Error).message);
-  }
-  return error;
 }
 
 /** Activities of batch scoring; served by the main task queue. */
@@ -138,7 +121,9 @@ export function createBatchScoringActivities(deps: ActivityDeps) {
       const log = activityLogger(deps.logger);
       const batchRows = input.batchRows ?? DEFAULT_BATCH_ROWS;
       if (!Number.isSafeInteger(batchRows) || batchRows < 1) {
-        throw fail(FailureType.InvalidInput, `batchRows must be a positive integer, got ${batchRows}`);
+        throw toApplicationFailure(
+          new BatchScoringError('invalid', `batchRows must be a positive integer, got ${batchRows}`),
+        );
       }
       let progress: ScoreProgress = { phase: 'resolve', rows: 0 };
       const beat = () => context.heartbeat(progress);
@@ -157,8 +142,8 @@ export function createBatchScoringActivities(deps: ActivityDeps) {
       try {
         const version = await deps.registry.getVersion(input.modelName, input.version);
         if (!version) {
-          throw fail(
-            FailureType.NotFound,
+          throw new BatchScoringError(
+            'not_found',
             typeof input.version === 'number'
               ? `model ${input.modelName} has no version ${input.version}`
               : `model ${input.modelName} has no version aliased ${input.version}`,
@@ -242,7 +227,7 @@ export function createBatchScoringActivities(deps: ActivityDeps) {
         );
         return result;
       } catch (error) {
-        const failure = toFailure(error);
+        const failure = toApplicationFailure(error);
         if (failure instanceof ApplicationFailure && failure.nonRetryable) {
           await recordStageFailure(deps.metadata, identity, {
             type: failure.type ?? 'Error',
@@ -261,7 +246,7 @@ export function createBatchScoringActivities(deps: ActivityDeps) {
   async function resolveInput(source: string, onDownload: (bytes: number) => void): Promise<string[]> {
     const spec = parseSourceSpec(source);
     if (spec.kind === 'file') return (await resolveLocalFiles(spec, 'parquet')).files.map((f) => f.name);
-    if (spec.kind !== 's3') throw fail(FailureType.InvalidInput, `${source}: not a Parquet path or s3:// URI`);
+    if (spec.kind !== 's3') throw new BatchScoringError('invalid', `${source}: not a Parquet path or s3:// URI`);
     const { objects } = await resolveObjects(spec, deps.objects, 'parquet');
     const signal = Context.current().cancellationSignal;
     const paths: string[] = [];
@@ -311,22 +296,22 @@ export async function scoreFiles(
   try {
     described = await engine.rows(`DESCRIBE SELECT * FROM ${source}`);
   } catch (error) {
-    throw fail(FailureType.DataValidation, `the input cannot be read as Parquet: ${(error as Error).message}`);
+    throw new BatchScoringError('invalid_data', `the input cannot be read as Parquet: ${(error as Error).message}`);
   }
   const types = new Map(described.map((c) => [c.column_name, c.column_type]));
   const available = () => [...types.keys()].join(', ');
   for (const field of signature.inputs) {
     const type = types.get(field.name);
     if (type === undefined) {
-      throw fail(
-        FailureType.InvalidInput,
+      throw new BatchScoringError(
+        'invalid',
         `the input has no column ${JSON.stringify(field.name)}, an input of the model (the input's columns: ${available()})`,
         { column: field.name },
       );
     }
     if (field.numeric && !isNumericColumn(type)) {
-      throw fail(
-        FailureType.InvalidInput,
+      throw new BatchScoringError(
+        'invalid',
         `column ${JSON.stringify(field.name)} is ${type}; the model's input ${field.name} is numeric`,
         { column: field.name },
       );
@@ -338,8 +323,8 @@ export async function scoreFiles(
   const seen = new Set<string>();
   for (const column of passthrough) {
     if (!types.has(column)) {
-      throw fail(
-        FailureType.InvalidInput,
+      throw new BatchScoringError(
+        'invalid',
         `pass-through column ${JSON.stringify(column)} is not in the input (its columns: ${available()})`,
         {
           column,
@@ -347,15 +332,17 @@ export async function scoreFiles(
       );
     }
     if (outputNames.includes(column)) {
-      throw fail(
-        FailureType.InvalidInput,
+      throw new BatchScoringError(
+        'invalid',
         `the input's column ${JSON.stringify(column)} would clash with the predictions' column of that name: ` +
           'leave it out with passthrough',
         { column },
       );
     }
     if (seen.has(column))
-      throw fail(FailureType.InvalidInput, `pass-through column ${JSON.stringify(column)} is listed twice`, { column });
+      throw new BatchScoringError('invalid', `pass-through column ${JSON.stringify(column)} is listed twice`, {
+        column,
+      });
     seen.add(column);
   }
 
@@ -421,7 +408,7 @@ function classCountOf(session: ort.InferenceSession, classes: readonly ClassLabe
   const width = meta?.isTensor ? meta.shape[1] : undefined;
   if (typeof width === 'number' && width > 0) return width;
   if (classes && classes.length > 0) return classes.length;
-  throw fail(FailureType.InvalidInput, 'the model does not say how many classes it predicts');
+  throw new BatchScoringError('invalid', 'the model does not say how many classes it predicts');
 }
 
 /**

@@ -1,16 +1,10 @@
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { toApplicationFailure } from '../core/application-failure.js';
 import { FailureType } from '../core/constants.js';
 import { DataEngine, sqlString } from '../data/engine.js';
-import { ExpressionError } from '../data/expressions.js';
-import { extractSnapshot, isExtractError, type PostgresSource, type Snapshot, type Span } from '../data/extract.js';
-import {
-  prepareDataset,
-  PrepareError,
-  type FeatureSpec,
-  type LabelSpec,
-  type PrepareOptions,
-} from '../data/prepare.js';
+import { extractSnapshot, type PostgresSource, type Snapshot, type Span } from '../data/extract.js';
+import { prepareDataset, type FeatureSpec, type LabelSpec, type PrepareOptions } from '../data/prepare.js';
 import type { SplitSpec } from '../data/split.js';
 import { inferSchema } from '../data/schema.js';
 import { computeStatistics } from '../data/statistics.js';
@@ -146,15 +140,7 @@ export function createDataActivities(deps: ActivityDeps) {
             } satisfies Snapshot;
           },
         }).catch((error: unknown) => {
-          if (isExtractError(error) && !error.retryable) {
-            throw ApplicationFailure.create({
-              type: error.failureType,
-              message: error.message,
-              nonRetryable: true,
-              details: [{ stage: identity.stage, code: error.code }],
-            });
-          }
-          throw error;
+          throw toApplicationFailure(error, { stage: identity.stage });
         }),
       );
       const result: ExtractDataResult = {
@@ -382,7 +368,7 @@ export function createDataActivities(deps: ActivityDeps) {
           ]);
           return { out, train, evalSplit, transform };
         } catch (error) {
-          throw toPrepareFailure(error);
+          throw toApplicationFailure(error, { stage: 'prepare' });
         } finally {
           engine.close();
         }
@@ -441,29 +427,4 @@ function summarize(report: ValidationReport): string {
   const shown = report.anomalies.slice(0, 5).map((a) => a.message);
   const more = report.anomalies.length > shown.length ? ` (and ${report.anomalies.length - shown.length} more)` : '';
   return `${report.anomalies.length} data anomal${report.anomalies.length === 1 ? 'y' : 'ies'}: ${shown.join('; ')}${more}`;
-}
-
-const INPUT_PROBLEMS = new Set([
-  'invalid_spec',
-  'invalid_expression',
-  'unknown_column',
-  'invalid_split',
-  'feature_type',
-  'label_type',
-]);
-
-/** Bad specifications are InvalidInput, bad data is DataValidation; both are final. Anything else is retried. */
-function toPrepareFailure(error: unknown): unknown {
-  if (error instanceof ExpressionError) {
-    return ApplicationFailure.create({ type: FailureType.InvalidInput, message: error.message, nonRetryable: true });
-  }
-  if (error instanceof PrepareError) {
-    return ApplicationFailure.create({
-      type: INPUT_PROBLEMS.has(error.code) ? FailureType.InvalidInput : FailureType.DataValidation,
-      message: error.message,
-      nonRetryable: true,
-      details: [{ stage: 'prepare', code: error.code, field: error.field }],
-    });
-  }
-  return error;
 }

@@ -1,6 +1,4 @@
-import { ApplicationFailure } from '@temporalio/activity';
-import { FailureType } from '../core/constants.js';
-import { RegistryConflictError, RegistryNotFoundError } from '../storage/registry-store.js';
+import { toApplicationFailure } from '../core/application-failure.js';
 
 /**
  * Runs a registry write inside an activity: refusals no retry can fix (a conflict, a missing version or deployment)
@@ -11,13 +9,6 @@ export async function registryWrite<T>(write: () => Promise<T>): Promise<T> {
   try {
     return await write();
   } catch (error) {
-    if (error instanceof RegistryConflictError || error instanceof RegistryNotFoundError) {
-      throw ApplicationFailure.create({
-        type: error instanceof RegistryNotFoundError ? FailureType.NotFound : FailureType.InvalidInput,
-        message: error.message,
-        nonRetryable: true,
-      });
-    }
-    throw error;
+    throw toApplicationFailure(error);
   }
 }

@@ -1,4 +1,5 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { failureOf } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
 import type { JsonProperties } from '../schema/index.js';
 import type { PipelineStore } from '../storage/pipeline-store.js';
@@ -48,14 +49,7 @@ export function trackRunStages<T extends Record<string, AnyActivity>>(
       } catch (error) {
         const cancelled = error instanceof CancelledFailure || Context.current().cancellationSignal.aborted;
         const reported = withRootCause(error);
-        const failure = {
-          type:
-            reported instanceof ApplicationFailure && reported.type
-              ? reported.type
-              : (reported as Error).name || 'Error',
-          message: reported instanceof Error ? reported.message : String(reported),
-          stage,
-        };
+        const failure = { ...failureOf(reported), stage };
         // The stage's own error is what Temporal must see: a bookkeeping failure is logged, not thrown over it.
         await pipelines
           .finishStage(workflowId, stage, cancelled ? { status: 'cancelled' } : { status: 'failed', failure })

@@ -2,12 +2,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FailureType } from '../core/constants.js';
+import { toApplicationFailure } from '../core/application-failure.js';
 import { DataEngine } from '../data/engine.js';
 import type { FittedTransform } from '../data/transform.js';
 import { sampleRows } from '../models/dataset.js';
-import { exportOnnx, OnnxExportError, OnnxParityError, verifyOnnx } from '../models/onnx/index.js';
+import { exportOnnx, verifyOnnx } from '../models/onnx/index.js';
 import { predictRows } from '../models/predict.js';
-import { runTrainingThread, TrainingCancelledError, TrainingFailedError } from '../models/run-training-thread.js';
+import { runTrainingThread, TrainingCancelledError } from '../models/run-training-thread.js';
 import { TRAINER_KINDS, type TrainerKind } from '../models/training-job.js';
 import type { TrainingProgress } from '../models/types.js';
 import { ArtifactType, type ModelSignature } from '../schema/index.js';
@@ -235,22 +236,7 @@ function thin(curve: readonly TrainingProgress[]): TrainingProgress[] {
 
 /** Bad parameters and a model that cannot be exported faithfully are final; anything else is retried. */
 function toTrainingFailure(error: unknown): unknown {
-  if (error instanceof TrainingFailedError && error.causeName === 'TrainingParameterError') {
-    return ApplicationFailure.create({
-      type: FailureType.InvalidInput,
-      message: error.message,
-      nonRetryable: true,
-      details: [{ parameter: error.parameter }],
-    });
-  }
-  if (error instanceof OnnxExportError || error instanceof OnnxParityError) {
-    return ApplicationFailure.create({
-      type: FailureType.ArtifactIntegrity,
-      message: error.message,
-      nonRetryable: true,
-    });
-  }
   // Temporal reports the activity as cancelled (not failed) only when it ends with the cancellation's own reason.
   if (error instanceof TrainingCancelledError) return Context.current().cancellationSignal.reason ?? error;
-  return error;
+  return toApplicationFailure(error);
 }

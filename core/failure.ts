@@ -1,4 +1,5 @@
-import { ActivityFailure, ApplicationFailure, TimeoutFailure } from '@temporalio/workflow';
+// @temporalio/common, not the workflow or activity package: workflows, activities and the API read failures alike.
+import { ActivityFailure, ApplicationFailure, TimeoutFailure } from '@temporalio/common';
 
 /** What an activity's failure reaches a workflow as is wrapped in ActivityFailure: the failure below the wrappers. */
 export function rootCause(error: unknown): unknown {
@@ -9,7 +10,7 @@ export function rootCause(error: unknown): unknown {
 
 /**
  * A failure's stable type (the activity's ApplicationFailure type, `Timeout`, else the error's name) and message, as
- * runs and jobs record them.
+ * runs, stages and jobs record them. The one place this is derived.
  */
 export function failureOf(error: unknown): { type: string; message: string } {
   const cause = rootCause(error);

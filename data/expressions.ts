@@ -13,6 +13,7 @@
  * cannot read or write files outside the engine's folders, open connections or change settings.
  */
 import { NUMERIC_TYPE_NAMES, type DataEngine } from './engine.js';
+import { DomainError } from '../core/errors.js';
 
 /** Longest accepted expression, in characters. */
 export const MAX_EXPRESSION_LENGTH = 1000;
@@ -21,14 +22,16 @@ export const MAX_EXPRESSION_LENGTH = 1000;
 export type ExpressionErrorCode = 'empty' | 'too_long' | 'syntax' | 'unknown_column' | 'not_allowed';
 
 /** Thrown when a user expression is not a single, allowed, row-wise SQL expression over the dataset's columns. */
-export class ExpressionError extends Error {
+export class ExpressionError extends DomainError {
   override readonly name = 'ExpressionError';
+  override readonly code: ExpressionErrorCode;
   constructor(
     readonly expression: string,
     readonly reason: string,
-    readonly code: ExpressionErrorCode = 'not_allowed',
+    code: ExpressionErrorCode = 'not_allowed',
   ) {
-    super(`expression \`${expression}\` rejected: ${reason}`);
+    super('invalid', `expression \`${expression}\` rejected: ${reason}`, { code });
+    this.code = code;
   }
 }
 

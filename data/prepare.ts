@@ -24,6 +24,7 @@ import {
   type LabelClass,
   type LabelValue,
 } from './transform.js';
+import { DomainError } from '../core/errors.js';
 
 /** Most classes a classification label may have (the encoding is a list lookup per row). */
 export const MAX_CLASSES = 1000;
@@ -100,17 +101,34 @@ export type PrepareErrorCode =
   | 'label_classes';
 
 /** Thrown when the data or the specification cannot be prepared; retrying will not help. `field` names the culprit. */
-export class PrepareError extends Error {
+export class PrepareError extends DomainError {
   override readonly name = 'PrepareError';
+  override readonly code: PrepareErrorCode;
   constructor(
-    readonly code: PrepareErrorCode,
+    code: PrepareErrorCode,
     message: string,
     readonly field?: string,
     options?: ErrorOptions,
   ) {
-    super(message, options);
+    // A bad specification is the caller's input; anything else is what the data holds.
+    super(SPEC_PROBLEMS.has(code) ? 'invalid' : 'invalid_data', message, {
+      ...options,
+      code,
+      details: { code, field },
+    });
+    this.code = code;
   }
 }
+
+/** Problems of the specification rather than of the data. */
+const SPEC_PROBLEMS: ReadonlySet<PrepareErrorCode> = new Set([
+  'invalid_spec',
+  'invalid_expression',
+  'unknown_column',
+  'invalid_split',
+  'feature_type',
+  'label_type',
+]);
 
 const nameSchema = z
   .string()

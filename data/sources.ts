@@ -5,10 +5,10 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { FailureType, type FailureTypeName } from '../core/constants.js';
 import { isErrnoException } from '../core/errors.js';
 import { sha256OfFile } from '../storage/content-hash.js';
 import { ObjectNotFoundError, objectUri, type ObjectInfo, type ObjectSource } from '../storage/object-source.js';
+import { DomainError, type DomainErrorKind } from '../core/errors.js';
 
 /**
  * Where the extract stage reads from: local files, objects of any S3 bucket, or a Postgres query. Each source is
@@ -44,17 +44,17 @@ export const ExtractErrorCode = {
 } as const;
 export type ExtractErrorCodeName = (typeof ExtractErrorCode)[keyof typeof ExtractErrorCode];
 
-const FAILURE_TYPE: Record<ExtractErrorCodeName, FailureTypeName> = {
-  invalid_request: FailureType.InvalidInput,
-  source_not_found: FailureType.NotFound,
-  empty_source: FailureType.DataValidation,
-  empty_span: FailureType.DataValidation,
-  unknown_format: FailureType.InvalidInput,
-  corrupt_input: FailureType.DataValidation,
-  invalid_span: FailureType.InvalidInput,
-  invalid_query: FailureType.InvalidInput,
-  query_failed: FailureType.InvalidInput,
-  source_changed: FailureType.NotFound,
+const KIND: Record<ExtractErrorCodeName, DomainErrorKind> = {
+  invalid_request: 'invalid',
+  source_not_found: 'not_found',
+  empty_source: 'invalid_data',
+  empty_span: 'invalid_data',
+  unknown_format: 'invalid',
+  corrupt_input: 'invalid_data',
+  invalid_span: 'invalid',
+  invalid_query: 'invalid',
+  query_failed: 'invalid',
+  source_changed: 'not_found',
 };
 
 /**
@@ -62,20 +62,23 @@ const FAILURE_TYPE: Record<ExtractErrorCodeName, FailureTypeName> = {
  * which is thrown as it comes). `retryable` says whether trying again can help: false for everything but
  * `source_changed` and a Postgres connection or resource failure. The message names the source.
  */
-export class ExtractError extends Error {
+export class ExtractError extends DomainError {
   override readonly name = 'ExtractError';
-  readonly failureType: FailureTypeName;
-  readonly retryable: boolean;
+  override readonly code: ExtractErrorCodeName;
   constructor(
-    readonly code: ExtractErrorCodeName,
+    code: ExtractErrorCodeName,
     /** The source as the user wrote it (a Postgres URL without its password). */
     readonly source: string,
     problem: string,
     options: ErrorOptions & { retryable?: boolean } = {},
   ) {
-    super(`${source}: ${problem}`, options);
-    this.failureType = FAILURE_TYPE[code];
-    this.retryable = options.retryable ?? code === 'source_changed';
+    super(KIND[code], `${source}: ${problem}`, {
+      ...options,
+      code,
+      details: { code },
+      retryable: options.retryable ?? code === 'source_changed',
+    });
+    this.code = code;
   }
 }
 

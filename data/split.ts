@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { DataEngine } from './engine.js';
 import { sqlIdentifier, sqlString } from './engine.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 export const SPLIT_TRAIN = 0;
 export const SPLIT_EVAL = 1;
@@ -40,8 +41,11 @@ export interface HashSplitSpec {
 export type SplitSpec = TimeSplitSpec | HashSplitSpec;
 
 /** Thrown when a split cannot be applied: a cut-off that is not a date, cut-offs out of order, a non-time column. */
-export class SplitError extends Error {
+export class SplitError extends DomainError {
   override readonly name = 'SplitError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('invalid', message, options);
+  }
 }
 
 const TIME_TYPES = new Set(['DATE', 'TIMESTAMP', 'TIMESTAMP_S', 'TIMESTAMP_MS', 'TIMESTAMP_NS']);

@@ -18,6 +18,7 @@ import type { DataEngine } from '../data/engine.js';
 import { sqlIdentifier, sqlString } from '../data/engine.js';
 import { columnNames, type FittedFeature, type FittedTransform } from '../data/transform.js';
 import type { DenseMatrix, EncodedDataset, TreeDataset, TreeFeature } from './types.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 /**
  * Compressed sparse row matrix: row r's entries are `indices[k]`/`values[k]` for `indptr[r] <= k < indptr[r + 1]`,
@@ -40,8 +41,11 @@ export interface SparseEncodedDataset {
 }
 
 /** Thrown when a prepared file does not fit its transform (missing column, wrong type, null label). */
-export class DatasetError extends Error {
+export class DatasetError extends DomainError {
   override readonly name = 'DatasetError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('invalid_data', message, options);
+  }
 }
 
 /** Vocabularies up to this size are looked up with `list_position` (a linear scan, fastest when short); larger ones

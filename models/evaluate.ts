@@ -26,6 +26,7 @@ import {
   thresholdMetrics,
 } from './metrics.js';
 import { columnsToOnnxFeeds, OUTPUT_PREDICTION, OUTPUT_PROBABILITIES, sessionSignature } from './onnx/index.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 /** Options of {@link evaluateOnnxModel}. */
 export interface EvaluateOnnxOptions {
@@ -76,8 +77,11 @@ export interface EvaluationReport {
 }
 
 /** The eval data or the model's output cannot be evaluated (a bad label, a missing column, a non-finite output). */
-export class EvaluationError extends Error {
+export class EvaluationError extends DomainError {
   override readonly name = 'EvaluationError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('invalid_data', message, options);
+  }
 }
 
 /**
@@ -402,7 +406,8 @@ async function scoreFile(
   const result = await engine.connection.stream(`SELECT ${select.join(', ')} FROM read_parquet(${file})`);
   for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
     const count = chunk.rowCount;
-    if (read + count > rows) throw new EvaluationError(`the eval file changed while it was read (${rows} rows)`);
+    if (read + count > rows)
+      throw new EvaluationError(`the eval file changed while it was read (${rows} rows)`, { retryable: true });
     for (const [i, column] of pending.entries()) for (const v of chunk.getColumnValues(i)) column.push(v);
     readLabels(chunk, labelColumn, labels, read, task, classCount);
     for (const [s, codes] of sliceCodes.entries()) {

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { DomainError } from '../core/errors.js';
 import type { TrainingJob, TrainingThreadMessage } from './training-job.js';
 import type { TrainedModel, TrainingProgress } from './types.js';
 
@@ -12,8 +13,11 @@ export class TrainingCancelledError extends Error {
   override readonly name = 'TrainingCancelledError';
 }
 
-/** Thrown when the training thread failed; `causeName` is the thrown error's class (TrainingParameterError, ...). */
-export class TrainingFailedError extends Error {
+/**
+ * Thrown when the training thread failed; `causeName` is the thrown error's class (TrainingParameterError, ...).
+ * Bad parameters are final; anything else the thread met (a damaged split, memory) is worth another attempt.
+ */
+export class TrainingFailedError extends DomainError {
   override readonly name = 'TrainingFailedError';
   constructor(
     readonly causeName: string,
@@ -21,7 +25,10 @@ export class TrainingFailedError extends Error {
     readonly parameter?: string,
     readonly threadStack?: string,
   ) {
-    super(message);
+    super('invalid', message, {
+      retryable: causeName !== 'TrainingParameterError',
+      ...(parameter === undefined ? {} : { details: { parameter } }),
+    });
   }
 }
 

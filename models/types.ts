@@ -4,6 +4,7 @@
  * one graph together with the preprocessing). No row objects anywhere near a hot loop.
  */
 import type { FittedTransform, LabelTask } from '../data/transform.js';
+import { DomainError } from '../core/errors.js';
 
 export type { FittedTransform, LabelTask };
 
@@ -135,12 +136,12 @@ export interface GradientBoostedTreesModel {
 export type TrainedModel = LinearModel | MlpModel | GradientBoostedTreesModel;
 
 /** Thrown when training parameters are invalid; retrying cannot help (the activity makes it non-retryable). */
-export class TrainingParameterError extends Error {
+export class TrainingParameterError extends DomainError {
   override readonly name = 'TrainingParameterError';
   constructor(
     readonly parameter: string,
     message: string,
   ) {
-    super(`invalid training parameter ${parameter}: ${message}`);
+    super('invalid', `invalid training parameter ${parameter}: ${message}`, { details: { parameter } });
   }
 }

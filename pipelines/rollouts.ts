@@ -12,6 +12,7 @@ import {
   type DeploymentRolloutResult,
   type RolloutState,
 } from '../workflows/index.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 export interface RolloutRunnerDeps {
   readonly client: Client;
@@ -73,8 +74,11 @@ const STATUSES: Record<string, RolloutStatus> = {
 };
 
 /** Thrown when a rollout cannot be cancelled because it has already ended. */
-export class RolloutStateError extends Error {
+export class RolloutStateError extends DomainError {
   override readonly name = 'RolloutStateError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('conflict', message, options);
+  }
 }
 
 /**

@@ -23,6 +23,7 @@ import {
   type TrainingPipelineInput,
 } from '../workflows/index.js';
 import { modelNameOf, pipelineDefinitionSchema, type PipelineDefinition } from './definition.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 export interface PipelineRunnerDeps {
   readonly client: Client;
@@ -33,12 +34,18 @@ export interface PipelineRunnerDeps {
 }
 
 /** A request that conflicts with the run's state (resume a running run, approve one that is not waiting, ...). */
-export class RunStateError extends Error {
+export class RunStateError extends DomainError {
   override readonly name = 'RunStateError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('conflict', message, options);
+  }
 }
 
-export class RunNotFoundError extends Error {
+export class RunNotFoundError extends DomainError {
   override readonly name = 'RunNotFoundError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('not_found', message, options);
+  }
 }
 
 export interface StartRunRequest {

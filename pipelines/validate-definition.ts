@@ -32,6 +32,7 @@ import { logisticRegressionParamsSchema, ridgeParamsSchema } from '../models/tra
 import { mlpParamsSchema } from '../models/trainers/mlp.js';
 import type { ObjectSource } from '../storage/object-source.js';
 import { pipelineDefinitionSchema, type PipelineDefinition } from './definition.js';
+import { DomainError } from '../core/errors.js';
 
 /** One problem with a definition: where (`features.2.expression`, `trainer.params.C`) and what. */
 export interface DefinitionIssue {
@@ -58,8 +59,11 @@ export interface DefinitionValidationDeps {
  * Thrown when the source could not be reached to check it (S3 or Postgres down, an object changed while it was
  * fetched): nothing is known about the definition's columns, and trying again later may succeed.
  */
-export class SourceProbeError extends Error {
+export class SourceProbeError extends DomainError {
   override readonly name = 'SourceProbeError';
+  constructor(problem: string, options?: ErrorOptions) {
+    super('unavailable', `The definition's source could not be checked: ${problem}`, options);
+  }
 }
 
 /** A column of the source as DuckDB reads it. */

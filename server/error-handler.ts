@@ -1,5 +1,6 @@
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from '../core/logger.js';
 import type { AppEnv } from './context.js';
 import { DomainError, errorBody } from './errors.js';
@@ -69,7 +70,7 @@ export function createErrorHandler(fallbackLogger: Logger): ErrorHandler<AppEnv>
 
     if (err instanceof DomainError) {
       if (err.httpStatus >= 500) log.error({ err }, `request failed: ${err.message}`);
-      return c.json(errorBody(err.code, err.message, err.details), err.httpStatus);
+      return c.json(errorBody(err.code, err.message, err.details), err.httpStatus as ContentfulStatusCode);
     }
     if (err instanceof HTTPException) {
       if (err.status === 400 && err.message === HONO_MALFORMED_JSON) {

@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import type { ValidationTargets } from 'hono';
-import type { ContentfulStatusCode, UnofficialStatusCode } from 'hono/utils/http-status';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 import type { ZodError } from 'zod';
 
 /** The one JSON shape of every error response. */
@@ -30,40 +30,13 @@ export function errorBody(code: string, message: string, details?: unknown): Err
   return { error: details === undefined ? { code, message } : { code, message, details } };
 }
 
-export interface DomainErrorOptions extends ErrorOptions {
-  /** Overrides the class's default code with a more specific one, for example `model_version_not_found`. */
-  readonly code?: string;
-  /** Returned to the caller as `error.details`: never put secrets or internal state here. */
-  readonly details?: unknown;
-}
-
-/**
- * Base of the errors that code throws on purpose to answer a request with a 4xx or 5xx. Each carries its own HTTP
- * status and code, so the API's error handler needs no table of domain exceptions, and the message is shown to the
- * caller as written.
- */
-export abstract class DomainError extends Error {
-  override readonly name: string = 'DomainError';
-  readonly code: string;
-  readonly details: unknown;
-
-  protected constructor(
-    readonly httpStatus: ContentfulStatusCode,
-    defaultCode: string,
-    message: string,
-    options: DomainErrorOptions = {},
-  ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = options.code ?? defaultCode;
-    this.details = options.details;
-  }
-}
+export { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 /** Thrown when the request itself is wrong: a malformed field, an impossible combination of parameters. */
 export class ValidationError extends DomainError {
   override readonly name = 'ValidationError';
   constructor(message: string, options?: DomainErrorOptions) {
-    super(400, 'invalid_request', message, options);
+    super('invalid', message, options);
   }
 }
 
@@ -71,7 +44,7 @@ export class ValidationError extends DomainError {
 export class NotFoundError extends DomainError {
   override readonly name = 'NotFoundError';
   constructor(message: string, options?: DomainErrorOptions) {
-    super(404, 'not_found', message, options);
+    super('not_found', message, options);
   }
 }
 
@@ -79,7 +52,7 @@ export class NotFoundError extends DomainError {
 export class ConflictError extends DomainError {
   override readonly name = 'ConflictError';
   constructor(message: string, options?: DomainErrorOptions) {
-    super(409, 'conflict', message, options);
+    super('conflict', message, options);
   }
 }
 
@@ -87,7 +60,7 @@ export class ConflictError extends DomainError {
 export class PayloadTooLargeError extends DomainError {
   override readonly name = 'PayloadTooLargeError';
   constructor(message: string, options?: DomainErrorOptions) {
-    super(413, 'payload_too_large', message, options);
+    super('too_large', message, options);
   }
 }
 
@@ -95,7 +68,7 @@ export class PayloadTooLargeError extends DomainError {
 export class ServiceUnavailableError extends DomainError {
   override readonly name = 'ServiceUnavailableError';
   constructor(message: string, options?: DomainErrorOptions) {
-    super(503, 'service_unavailable', message, options);
+    super('unavailable', message, options);
   }
 }
 
@@ -106,7 +79,7 @@ export class ServiceUnavailableError extends DomainError {
 export class ClientClosedRequestError extends DomainError {
   override readonly name = 'ClientClosedRequestError';
   constructor(message: string, options?: DomainErrorOptions) {
-    super(499 as UnofficialStatusCode, 'client_closed_request', message, options);
+    super('client_closed', message, options);
   }
 }
 

@@ -11,6 +11,8 @@
  * runs: one message, one native call, one set of tensors, one pass of the graph's per-call overhead for many requests.
  */
 
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
+
 /** A caller's part of a batch's result: rows `offset` to `offset + rows - 1` of `result`. */
 export interface BatchSlice<R> {
   readonly result: R;
@@ -39,13 +41,19 @@ export interface MicroBatcherOptions {
 export type ExecuteBatch<I, R> = (items: readonly I[], rows: number) => Promise<R>;
 
 /** Thrown to callers when the queue is full: the model cannot keep up; worth retrying later. */
-export class BatcherOverloadedError extends Error {
+export class BatcherOverloadedError extends DomainError {
   override readonly name = 'BatcherOverloadedError';
+  constructor(problem: string) {
+    super('unavailable', `the model is overloaded: ${problem}`, { code: 'overloaded' });
+  }
 }
 
 /** Thrown to a caller whose request was abandoned (its `abandoned()` said so) before it ran: it never runs. */
-export class AbandonedRequestError extends Error {
+export class AbandonedRequestError extends DomainError {
   override readonly name = 'AbandonedRequestError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('client_closed', message, options);
+  }
 }
 
 interface Pending<I, R> {

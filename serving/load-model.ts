@@ -11,10 +11,14 @@ import type { SessionDescription } from './inference-protocol.js';
 import { LoadedModel, type ClassLabel, type LoadedModelOptions, type ScoringSession } from './loaded-model.js';
 import type { ServingMetrics } from './metrics.js';
 import { compileSignature } from './signature.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 /** Thrown when a version's graph cannot be served as registered. */
-export class ModelLoadError extends Error {
+export class ModelLoadError extends DomainError {
   override readonly name = 'ModelLoadError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('integrity', message, options);
+  }
 }
 
 export interface LoadModelDeps {

@@ -34,6 +34,7 @@ import type { ModelLoader } from './load-model.js';
 import type { ServingMetrics } from './metrics.js';
 import { pickTarget, RoutingTable, type DeploymentRoute, type RouteTarget } from './routing.js';
 import { validateInstances, type Instance } from './signature.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 /** The registry reads the pool makes. */
 export type PoolRegistry = Pick<
@@ -107,19 +108,21 @@ export interface VersionRef {
 }
 
 /** Thrown when the addressed deployment, model or version does not exist (404). */
-export class ServingNotFoundError extends Error {
+export class ServingNotFoundError extends DomainError {
   override readonly name = 'ServingNotFoundError';
-  constructor(
-    readonly code: 'model_not_found' | 'model_version_not_found',
-    message: string,
-  ) {
-    super(message);
+  override readonly code: 'model_not_found' | 'model_version_not_found';
+  constructor(code: 'model_not_found' | 'model_version_not_found', message: string) {
+    super('not_found', message, { code });
+    this.code = code;
   }
 }
 
 /** Thrown when the addressed model exists but cannot answer now (it failed to load); worth retrying (503). */
-export class ModelUnavailableError extends Error {
+export class ModelUnavailableError extends DomainError {
   override readonly name = 'ModelUnavailableError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('unavailable', message, { code: 'model_unavailable', ...options });
+  }
 }
 
 /** What a deployment serves right now, for status pages and tests. */

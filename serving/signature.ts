@@ -14,6 +14,7 @@
  */
 import type { ModelSignature } from '../schema/registry.js';
 import type { FieldProblem } from '../server/errors.js';
+import { DomainError } from '../core/errors.js';
 
 /** onnxruntime's element type for each signature type serving can feed. */
 const TENSOR_TYPES = { double: 'float64', float: 'float32', string: 'string' } as const;
@@ -40,8 +41,11 @@ export const OUTPUT_PROBABILITIES = 'probabilities';
 export const OUTPUT_PREDICTION = 'prediction';
 
 /** Thrown when a registered signature cannot be served (an input type serving does not feed, no known output). */
-export class UnservableSignatureError extends Error {
+export class UnservableSignatureError extends DomainError {
   override readonly name = 'UnservableSignatureError';
+  constructor(message: string) {
+    super('invalid', message);
+  }
 }
 
 /**
@@ -84,18 +88,19 @@ export interface PredictRequest {
 }
 
 /** Why a request was refused: the HTTP status, a stable code and one entry per problem (the first names the field). */
-export class PredictRequestError extends Error {
+export class PredictRequestError extends DomainError {
   override readonly name = 'PredictRequestError';
   constructor(
-    readonly status: 400 | 413,
-    readonly code: string,
+    status: 400 | 413,
+    code: string,
     readonly problems: readonly FieldProblem[],
     /** How many problems there were, when more than `problems` lists. */
     total = problems.length,
   ) {
     const first = problems[0];
     const more = total > 1 ? ` (and ${total - 1} more)` : '';
-    super(first ? `${first.path === '' ? 'body' : first.path}: ${first.problem}${more}` : 'invalid request');
+    const message = first ? `${first.path === '' ? 'body' : first.path}: ${first.problem}${more}` : 'invalid request';
+    super(status === 413 ? 'too_large' : 'invalid', message, { code, details: problems });
   }
 }
 

@@ -7,7 +7,6 @@ import { pipeline as pipelineWithCallback, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Client } from 'minio';
 import type { ServiceEndpoints } from '../core/config.js';
-import { FailureType } from '../core/constants.js';
 import { ConfigError, isErrnoException } from '../core/errors.js';
 import {
   ArtifactIntegrityError,
@@ -20,6 +19,7 @@ import {
   type ArtifactLocation,
 } from './content-hash.js';
 import { isS3NotFound } from './s3-errors.js';
+import { DomainError } from '../core/errors.js';
 
 /**
  * A stored artifact, small and JSON-serializable so it can travel in Temporal payloads. `uri` is derived from
@@ -70,14 +70,13 @@ export interface ArtifactStore {
 }
 
 /** Thrown when an artifact's object does not exist (or its bucket does not). */
-export class ArtifactNotFoundError extends Error {
+export class ArtifactNotFoundError extends DomainError {
   override readonly name = 'ArtifactNotFoundError';
-  readonly failureType = FailureType.NotFound;
   constructor(
     readonly uri: string,
     options?: ErrorOptions,
   ) {
-    super(`Artifact not found: ${uri}`, options);
+    super('not_found', `Artifact not found: ${uri}`, options);
   }
 }
 

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FailureType } from '../core/constants.js';
+import { DomainError } from '../core/errors.js';
 
 /**
  * The content-addressing scheme of the artifact store: how bytes are hashed, where an object with a given hash lives,
@@ -18,21 +18,19 @@ const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const ARTIFACT_URI = /^s3:\/\/([^/]+)\/artifacts\/sha256\/([^/]*)\/([^/]*)$/;
 
 /** Thrown when a string is not an artifact URI of this store's layout, or names another bucket than expected. */
-export class InvalidArtifactUriError extends Error {
+export class InvalidArtifactUriError extends DomainError {
   override readonly name = 'InvalidArtifactUriError';
-  readonly failureType = FailureType.InvalidInput;
   constructor(
     readonly uri: string,
     reason: string,
   ) {
-    super(`Invalid artifact URI ${JSON.stringify(uri)}: ${reason}`);
+    super('invalid', `Invalid artifact URI ${JSON.stringify(uri)}: ${reason}`);
   }
 }
 
 /** Thrown when bytes read back do not hash to the sha256 their address promises (tampered or corrupted data). */
-export class ArtifactIntegrityError extends Error {
+export class ArtifactIntegrityError extends DomainError {
   override readonly name = 'ArtifactIntegrityError';
-  readonly failureType = FailureType.ArtifactIntegrity;
   constructor(
     /** Where the bad bytes came from: an artifact URI or a local path. */
     readonly source: string,
@@ -41,6 +39,7 @@ export class ArtifactIntegrityError extends Error {
     readonly bytes: number,
   ) {
     super(
+      'integrity',
       `Integrity check failed for ${source}: expected sha256 ${expectedSha256}, ` +
         `got ${actualSha256} over ${bytes} bytes; the stored data is corrupted or was overwritten`,
     );

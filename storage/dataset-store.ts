@@ -1,6 +1,7 @@
 import { and, desc, eq } from 'drizzle-orm';
 import { artifacts, datasets, datasetSchemaVersions, type Artifact, type SchemaChangeKind } from '../schema/index.js';
 import type { Database } from './database.js';
+import { DomainError } from '../core/errors.js';
 
 export interface SchemaVersionRecord {
   readonly dataset: string;
@@ -14,15 +15,15 @@ export interface SchemaVersionRecord {
 }
 
 /** Thrown when a schema change was based on a version that is no longer current (someone changed it meanwhile). */
-export class SchemaVersionConflictError extends Error {
+export class SchemaVersionConflictError extends DomainError {
   override readonly name = 'SchemaVersionConflictError';
-  readonly httpStatus = 409;
   constructor(
     readonly dataset: string,
     readonly expectedVersion: number | null,
     readonly currentVersion: number | null,
   ) {
     super(
+      'conflict',
       `dataset ${dataset}: the schema is at version ${currentVersion ?? 'none'}, not ${expectedVersion ?? 'none'}; reload it and try again`,
     );
   }

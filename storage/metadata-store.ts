@@ -18,6 +18,7 @@ import {
 } from '../schema/index.js';
 import type { Database } from './database.js';
 import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 export interface PutArtifactInput {
   /** Dataset, Statistics, Schema, Model, ... (schema `ArtifactType` lists the well-known ones). */
@@ -79,15 +80,19 @@ export interface Lineage {
 }
 
 /** Thrown when a write contradicts what is stored (the same URI with other content, ...); retrying cannot fix it. */
-export class MetadataConflictError extends Error {
+export class MetadataConflictError extends DomainError {
   override readonly name = 'MetadataConflictError';
-  readonly httpStatus = 409;
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('conflict', message, options);
+  }
 }
 
 /** Thrown when a write refers to an artifact, execution or context that does not exist. */
-export class MetadataNotFoundError extends Error {
+export class MetadataNotFoundError extends DomainError {
   override readonly name = 'MetadataNotFoundError';
-  readonly httpStatus = 404;
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('not_found', message, options);
+  }
 }
 
 /**

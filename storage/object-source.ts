@@ -6,10 +6,10 @@ import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Client } from 'minio';
-import { FailureType } from '../core/constants.js';
 import { isErrnoException } from '../core/errors.js';
 import { sha256Hex } from './content-hash.js';
 import { isS3NotFound } from './s3-errors.js';
+import { DomainError } from '../core/errors.js';
 
 /**
  * Reading arbitrary objects of any bucket of the configured S3 endpoint, for extraction. Unlike the artifact store
@@ -62,25 +62,25 @@ export interface ObjectSource {
 }
 
 /** Thrown when a bucket or object to read does not exist. */
-export class ObjectNotFoundError extends Error {
+export class ObjectNotFoundError extends DomainError {
   override readonly name = 'ObjectNotFoundError';
-  readonly failureType = FailureType.NotFound;
   constructor(
     readonly uri: string,
     options?: ErrorOptions,
   ) {
-    super(`Not found: ${uri}`, options);
+    super('not_found', `Not found: ${uri}`, options);
   }
 }
 
 /** Thrown when an object's bytes are not those of the version that was listed (overwritten meanwhile, or damaged). */
-export class ObjectChangedError extends Error {
+export class ObjectChangedError extends DomainError {
   override readonly name = 'ObjectChangedError';
   constructor(
     readonly uri: string,
     problem: string,
   ) {
-    super(`${uri} changed while it was read: ${problem}`);
+    // Reading again reads the new version.
+    super('not_found', `${uri} changed while it was read: ${problem}`, { retryable: true });
   }
 }
 

@@ -17,6 +17,7 @@ import {
 } from '../schema/index.js';
 import type { Database } from './database.js';
 import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 /** A pipeline with its latest version. */
 export type PipelineSummary = Pipeline & { latestVersion: number; latestVersionId: string; definition: JsonProperties };
@@ -61,9 +62,11 @@ export interface FinishStageInput {
 }
 
 /** Thrown when a write refers to a pipeline version that does not exist. */
-export class PipelineNotFoundError extends Error {
+export class PipelineNotFoundError extends DomainError {
   override readonly name = 'PipelineNotFoundError';
-  readonly httpStatus = 404;
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('not_found', message, options);
+  }
 }
 
 const TERMINAL_RUN_STATUSES: ReadonlySet<PipelineRunStatus> = new Set(['succeeded', 'failed', 'cancelled']);

@@ -22,6 +22,7 @@ import {
 } from '../schema/index.js';
 import type { Database } from './database.js';
 import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
+import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
 /** The LISTEN/NOTIFY channel on which every committed deploy is announced (payload: {@link DeploymentNotification}). */
 export const DEPLOYMENTS_CHANNEL = 'mlops_deployments';
@@ -134,15 +135,19 @@ export type DeploymentSummary = Deployment & { modelName: string };
 export type RevisionSummary = DeploymentRevision & { version: number };
 
 /** Thrown when a model, version or deployment named in a write does not exist. */
-export class RegistryNotFoundError extends Error {
+export class RegistryNotFoundError extends DomainError {
   override readonly name = 'RegistryNotFoundError';
-  readonly httpStatus = 404;
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('not_found', message, options);
+  }
 }
 
 /** Thrown when a write contradicts the registry's rules (deploying an unblessed version, ...); retrying cannot fix it. */
-export class RegistryConflictError extends Error {
+export class RegistryConflictError extends DomainError {
   override readonly name = 'RegistryConflictError';
-  readonly httpStatus = 409;
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('conflict', message, options);
+  }
 }
 
 type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];

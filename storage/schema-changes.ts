@@ -4,15 +4,13 @@ import { ArtifactType } from '../schema/index.js';
 import type { ArtifactStore } from './artifact-store.js';
 import type { DatasetStore, SchemaVersionRecord } from './dataset-store.js';
 import type { MetadataStore } from './metadata-store.js';
+import { DomainError } from '../core/errors.js';
 
 /** Thrown when a schema change cannot be accepted as asked (no schema yet, a report of another dataset, ...). */
-export class SchemaChangeError extends Error {
+export class SchemaChangeError extends DomainError {
   override readonly name = 'SchemaChangeError';
-  constructor(
-    message: string,
-    readonly httpStatus: 400 | 404 | 409,
-  ) {
-    super(message);
+  constructor(message: string, kind: 'invalid' | 'not_found' | 'conflict') {
+    super(kind, message);
   }
 }
 
@@ -28,16 +26,19 @@ export async function acceptSchemaChange(
   request: { dataset: string; reportUri: string; actor: string; reason: string; basedOnVersion?: number },
 ): Promise<SchemaVersionRecord> {
   const current = await stores.datasets.currentSchema(request.dataset);
-  if (!current) throw new SchemaChangeError(`dataset ${request.dataset} has no schema yet`, 404);
+  if (!current) throw new SchemaChangeError(`dataset ${request.dataset} has no schema yet`, 'not_found');
   const reportArtifact = await stores.metadata.getArtifactByUri(request.reportUri);
   if (!reportArtifact || reportArtifact.type !== ArtifactType.Anomalies) {
-    throw new SchemaChangeError(`${request.reportUri} is not a validation report known to the metadata store`, 404);
+    throw new SchemaChangeError(
+      `${request.reportUri} is not a validation report known to the metadata store`,
+      'not_found',
+    );
   }
   if ((reportArtifact.properties as { dataset?: string }).dataset !== request.dataset) {
-    throw new SchemaChangeError(`${request.reportUri} is a report of another dataset`, 400);
+    throw new SchemaChangeError(`${request.reportUri} is a report of another dataset`, 'invalid');
   }
   const report = JSON.parse((await stores.artifacts.get(reportArtifact.uri)).toString('utf8')) as ValidationReport;
-  if (report.ok) throw new SchemaChangeError('the report has no anomalies to accept', 400);
+  if (report.ok) throw new SchemaChangeError('the report has no anomalies to accept', 'invalid');
   const schema = JSON.parse((await stores.artifacts.get(current.artifact.uri)).toString('utf8')) as DatasetSchema;
   const widened = acceptAnomalies(schema, report.anomalies);
   const ref = await stores.artifacts.put(`${JSON.stringify(widened, null, 1)}\n`, {

@@ -8,7 +8,7 @@ import {
 } from '@temporalio/workflow';
 import type { MainActivities, ScoreDatasetInput, ScoreDatasetResult } from '../activities/index.js';
 import { FailureType, SearchAttributeKeys } from '../core/constants.js';
-import { failureOf } from './failure.js';
+import { failureOf } from '../core/failure.js';
 
 export type BatchScoreInput = ScoreDatasetInput;
 export type BatchScoreResult = ScoreDatasetResult;

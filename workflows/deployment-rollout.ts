@@ -18,7 +18,7 @@ import type {
   TrafficState,
 } from '../activities/index.js';
 import { FailureType, SearchAttributeKeys } from '../core/constants.js';
-import { rootCause } from './failure.js';
+import { rootCause } from '../core/failure.js';
 
 export interface DeploymentRolloutInput {
   readonly deploymentName: string;

@@ -30,7 +30,7 @@ import type {
 import { FailureType, SearchAttributeKeys } from '../core/constants.js';
 import type { PipelineDefinition } from '../pipelines/definition.js';
 import { datasetOf, deploymentNameOf, modelNameOf } from '../pipelines/names.js';
-import { failureOf } from './failure.js';
+import { failureOf } from '../core/failure.js';
 
 /** The stages of a run, in order; `approval` is entered only under the approval policy. */
 export const PIPELINE_STAGES = [

@@ -1,14 +1,10 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ArtifactStore } from '../../storage/artifact-store.js';
-import {
-  SchemaVersionConflictError,
-  type DatasetStore,
-  type SchemaVersionRecord,
-} from '../../storage/dataset-store.js';
+import { type DatasetStore, type SchemaVersionRecord } from '../../storage/dataset-store.js';
 import type { MetadataStore } from '../../storage/metadata-store.js';
-import { acceptSchemaChange, SchemaChangeError } from '../../storage/schema-changes.js';
+import { acceptSchemaChange } from '../../storage/schema-changes.js';
 import type { AppEnv } from '../context.js';
-import { ConflictError, errorBodySchema, NotFoundError, ValidationError } from '../errors.js';
+import { errorBodySchema, NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
 
 export interface DatasetsDeps {
@@ -116,18 +112,8 @@ export function datasets(deps: DatasetsDeps): OpenAPIHono<AppEnv> {
   router.openapi(acceptRoute, async (c) => {
     const { dataset } = c.req.valid('param');
     const body = c.req.valid('json');
-    try {
-      const record = await acceptSchemaChange(deps.stores, { dataset, ...body });
-      return c.json(toJson(record), 201);
-    } catch (error) {
-      if (error instanceof SchemaVersionConflictError) throw new ConflictError(error.message);
-      if (error instanceof SchemaChangeError) {
-        if (error.httpStatus === 404) throw new NotFoundError(error.message);
-        if (error.httpStatus === 409) throw new ConflictError(error.message);
-        throw new ValidationError(error.message);
-      }
-      throw error;
-    }
+    const record = await acceptSchemaChange(deps.stores, { dataset, ...body });
+    return c.json(toJson(record), 201);
   });
   return router;
 }

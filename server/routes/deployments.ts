@@ -2,18 +2,12 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import {
   cancelDeploymentRollout,
   getDeploymentRollout,
-  RolloutStateError,
   startDeploymentRollout,
   type RolloutRunnerDeps,
   type RolloutView,
 } from '../../pipelines/rollouts.js';
 import type { DeploymentRevision } from '../../schema/index.js';
-import {
-  RegistryConflictError,
-  RegistryNotFoundError,
-  type RegistryStore,
-  type TrafficChangeResult,
-} from '../../storage/registry-store.js';
+import { type RegistryStore, type TrafficChangeResult } from '../../storage/registry-store.js';
 import type { AppEnv } from '../context.js';
 import { ConflictError, NotFoundError, ServiceUnavailableError } from '../errors.js';
 import { createRouter } from '../router.js';
@@ -263,13 +257,6 @@ function trafficJson(name: string, result: TrafficChangeResult): z.infer<typeof 
   };
 }
 
-/** Registry refusals as API errors; anything else is rethrown as it is. */
-function mapRegistryError(error: unknown): never {
-  if (error instanceof RegistryNotFoundError) throw new NotFoundError(error.message, { cause: error });
-  if (error instanceof RegistryConflictError) throw new ConflictError(error.message, { cause: error });
-  throw error;
-}
-
 function viewJson(view: RolloutView): z.infer<typeof rolloutViewSchema> {
   return {
     rolloutId: view.rolloutId,
@@ -302,15 +289,13 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
     if (!version) throw new NotFoundError(`model ${deployment.modelName} has no version ${body.version}`);
 
     if (body.strategy === 'replace') {
-      const deployed = await registry
-        .deploy({
-          deploymentName: name,
-          modelName: deployment.modelName,
-          versionId: version.id,
-          actor,
-          reason: body.reason ?? `replaced by ${actor}`,
-        })
-        .catch(mapRegistryError);
+      const deployed = await registry.deploy({
+        deploymentName: name,
+        modelName: deployment.modelName,
+        versionId: version.id,
+        actor,
+        reason: body.reason ?? `replaced by ${actor}`,
+      });
       const active = await registry.activeRevisions(name);
       return c.json(
         {
@@ -323,14 +308,12 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
       );
     }
     if (body.strategy === 'shadow') {
-      const result = await registry
-        .startShadow({
-          deploymentName: name,
-          versionId: version.id,
-          actor,
-          reason: body.reason ?? `shadow started by ${actor}`,
-        })
-        .catch(mapRegistryError);
+      const result = await registry.startShadow({
+        deploymentName: name,
+        versionId: version.id,
+        actor,
+        reason: body.reason ?? `shadow started by ${actor}`,
+      });
       return c.json(trafficJson(name, result), 200);
     }
 
@@ -401,13 +384,7 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
   router.openapi(cancelRoute, async (c) => {
     const { name, id } = c.req.valid('param');
     const actor = c.req.valid('header')['x-actor'] ?? DEFAULT_ACTOR;
-    let view: RolloutView | undefined;
-    try {
-      view = await cancelDeploymentRollout(runnerOrThrow(), name, id);
-    } catch (error) {
-      if (error instanceof RolloutStateError) throw new ConflictError(error.message, { cause: error });
-      throw error;
-    }
+    const view = await cancelDeploymentRollout(runnerOrThrow(), name, id);
     if (!view) throw new NotFoundError(`deployment ${name} has no rollout ${id}`);
     c.get('logger')().info({ deployment: name, rolloutId: id, actor }, 'rollout cancellation requested');
     return c.json(viewJson(view), 202);
@@ -420,9 +397,12 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
     if (!deployment) throw new NotFoundError(`deployment ${name} does not exist`);
     const version = await registry.getVersion(deployment.modelName, number);
     if (!version) throw new NotFoundError(`model ${deployment.modelName} has no version ${number}`);
-    const result = await registry
-      .stopShadow({ deploymentName: name, versionId: version.id, actor, reason: `shadow stopped by ${actor}` })
-      .catch(mapRegistryError);
+    const result = await registry.stopShadow({
+      deploymentName: name,
+      versionId: version.id,
+      actor,
+      reason: `shadow stopped by ${actor}`,
+    });
     return c.json(trafficJson(name, result), 200);
   });
 

@@ -4,7 +4,6 @@ import type { ZodError } from 'zod';
 import { PIPELINE_NAME_PATTERN, pipelineDefinitionSchema } from '../../pipelines/definition.js';
 import {
   issuesFromZod,
-  SourceProbeError,
   validateDefinition,
   type DefinitionIssue,
   type DefinitionValidationDeps,
@@ -12,7 +11,7 @@ import {
 import type { Pipeline, PipelineVersion } from '../../schema/index.js';
 import type { PipelineStore } from '../../storage/pipeline-store.js';
 import type { AppEnv } from '../context.js';
-import { NotFoundError, ServiceUnavailableError, ValidationError, validationErrorFromZod } from '../errors.js';
+import { NotFoundError, ValidationError, validationErrorFromZod } from '../errors.js';
 import { createRouter } from '../router.js';
 import { actorHeaderSchema, DEFAULT_ACTOR, errorResponse, iso, jsonResponse } from './common.js';
 
@@ -213,17 +212,7 @@ export function pipelines(deps: PipelinesDeps): OpenAPIHono<AppEnv> {
   const router = createRouter();
 
   const save = async (c: Context<AppEnv>, body: unknown, actor: string | undefined) => {
-    let result;
-    try {
-      result = await validateDefinition(body, deps.sources);
-    } catch (error) {
-      if (error instanceof SourceProbeError) {
-        throw new ServiceUnavailableError(`The definition's source could not be checked: ${error.message}`, {
-          cause: error,
-        });
-      }
-      throw error;
-    }
+    const result = await validateDefinition(body, deps.sources);
     if (!result.ok) throw invalidDefinition(result.issues);
     const saved = await deps.pipelines.saveDefinition(result.definition, actor ?? DEFAULT_ACTOR);
     const json = {

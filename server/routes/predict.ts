@@ -1,21 +1,13 @@
 import { z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { IncomingMessage } from 'node:http';
-import { AbandonedRequestError, BatcherOverloadedError } from '../../serving/batcher.js';
 import type { LoadedModel } from '../../serving/loaded-model.js';
 import { UNRESOLVED, type ModelMetrics, type ServingMetrics } from '../../serving/metrics.js';
-import { ModelUnavailableError, ServingNotFoundError, type ModelPool } from '../../serving/model-pool.js';
+import type { ModelPool } from '../../serving/model-pool.js';
 import type { PredictionLogWriter } from '../../serving/prediction-log.js';
-import { parsePredictBody, PredictRequestError, validateInstances } from '../../serving/signature.js';
+import { parsePredictBody, validateInstances } from '../../serving/signature.js';
 import type { AppEnv } from '../context.js';
-import {
-  ClientClosedRequestError,
-  DomainError,
-  NotFoundError,
-  PayloadTooLargeError,
-  ServiceUnavailableError,
-  ValidationError,
-} from '../errors.js';
+import { DomainError, ValidationError } from '../errors.js';
 import { createRouter } from '../router.js';
 import { errorResponse, jsonResponse } from './common.js';
 
@@ -149,9 +141,8 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
         model.release();
       }
     } catch (error) {
-      const mapped = toDomainError(error);
-      status = mapped instanceof DomainError ? mapped.httpStatus : 500;
-      throw mapped;
+      status = error instanceof DomainError ? error.httpStatus : 500;
+      throw error;
     } finally {
       metrics.observe(status, (performance.now() - started) / 1000);
     }
@@ -178,26 +169,4 @@ async function readJson(c: Context<AppEnv>): Promise<unknown> {
     }
     throw error;
   }
-}
-
-function toDomainError(error: unknown): unknown {
-  if (error instanceof DomainError) return error;
-  if (error instanceof PredictRequestError) {
-    const options = { code: error.code, details: error.problems };
-    return error.status === 413
-      ? new PayloadTooLargeError(error.message, options)
-      : new ValidationError(error.message, options);
-  }
-  if (error instanceof ServingNotFoundError) return new NotFoundError(error.message, { code: error.code });
-  if (error instanceof ModelUnavailableError) {
-    return new ServiceUnavailableError(error.message, { code: 'model_unavailable', cause: error });
-  }
-  if (error instanceof AbandonedRequestError) {
-    // Nobody reads this answer; the status only labels the request in the metrics and the request log.
-    return new ClientClosedRequestError(error.message);
-  }
-  if (error instanceof BatcherOverloadedError) {
-    return new ServiceUnavailableError(`the model is overloaded: ${error.message}`, { code: 'overloaded' });
-  }
-  return error;
 }

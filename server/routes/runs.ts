@@ -5,13 +5,11 @@ import {
   rejectPipelineRun,
   resumePipelineRun,
   runProgress,
-  RunNotFoundError,
-  RunStateError,
   startPipelineRun,
   type PipelineRunnerDeps,
 } from '../../pipelines/runs.js';
 import { PIPELINE_RUN_STATUSES, type PipelineRunStage, type PipelineRunStatus } from '../../schema/index.js';
-import { PipelineNotFoundError, type RunDetails, type RunSummary } from '../../storage/pipeline-store.js';
+import { type RunDetails, type RunSummary } from '../../storage/pipeline-store.js';
 import { PIPELINE_STAGES, type PipelineProgress } from '../../workflows/index.js';
 import type { AppEnv } from '../context.js';
 import { ConflictError, NotFoundError } from '../errors.js';
@@ -295,12 +293,8 @@ const actionRoute = (action: 'cancel' | 'resume') =>
     },
   });
 
-/** Domain errors of the runner as API errors; anything else is rethrown as it is. */
-function mapRunError(error: unknown): never {
-  if (error instanceof RunNotFoundError || error instanceof PipelineNotFoundError) {
-    throw new NotFoundError(error.message, { cause: error });
-  }
-  if (error instanceof RunStateError) throw new ConflictError(error.message, { cause: error });
+/** Temporal's refusals of a run's workflow as API errors (the runner's own errors answer for themselves). */
+function mapWorkflowError(error: unknown): never {
   // The run's row exists but its workflow does not (it never started, or its history was deleted).
   if (error instanceof Error && error.name === 'WorkflowNotFoundError') {
     throw new ConflictError(`the run's workflow is not running: ${error.message}`, { cause: error });
@@ -492,21 +486,21 @@ export function runs(deps: RunsDeps): OpenAPIHono<AppEnv> {
         throw new ConflictError(`run ${runId} is ${run.status}; it is not waiting for an approval`);
       }
       const decide = decision === 'approve' ? approvePipelineRun : rejectPipelineRun;
-      const decided = await decide(runner, runId, { actor, ...(reason ? { reason } : {}) }).catch(mapRunError);
+      const decided = await decide(runner, runId, { actor, ...(reason ? { reason } : {}) }).catch(mapWorkflowError);
       return c.json({ ...decided }, 200);
     });
   }
 
   router.openapi(actionRoute('cancel'), async (c) => {
     const { runId } = c.req.valid('param');
-    await cancelPipelineRun(runner, runId).catch(mapRunError);
+    await cancelPipelineRun(runner, runId).catch(mapWorkflowError);
     const run = await runOrThrow(runId);
     return c.json({ run: runJson(run), links: links(c.req.url, run) }, 202);
   });
 
   router.openapi(actionRoute('resume'), async (c) => {
     const { runId } = c.req.valid('param');
-    await resumePipelineRun(runner, runId).catch(mapRunError);
+    await resumePipelineRun(runner, runId).catch(mapWorkflowError);
     const run = await runOrThrow(runId);
     return c.json({ run: runJson(run), links: links(c.req.url, run) }, 202);
   });
@@ -530,7 +524,7 @@ export function pipelineRuns(deps: RunsDeps): OpenAPIHono<AppEnv> {
       trigger: 'http',
       triggeredBy: actor,
       ...(idempotencyKey ? { idempotencyKey } : {}),
-    }).catch(mapRunError);
+    }).catch(mapWorkflowError);
     const run = await runner.pipelines.getRun(started.run.id);
     if (!run) throw new NotFoundError(`run ${started.run.id} does not exist`);
     const self = new URL(`/v1/runs/${run.id}`, c.req.url).href;

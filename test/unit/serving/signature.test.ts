@@ -78,7 +78,7 @@ describe('parsePredictBody + validateInstances', () => {
 
   it('names the missing feature with its instance index', () => {
     const error = check({ instances: [ok, ok, ok, { hour: 1, origin: 'x' }] });
-    expect(error.status).toBe(400);
+    expect(error.httpStatus).toBe(400);
     expect(error.message).toBe('instances[3].distance: missing');
     expect(error.problems).toEqual([{ location: 'body', path: 'instances[3].distance', problem: 'missing' }]);
   });
@@ -151,14 +151,14 @@ describe('parsePredictBody + validateInstances', () => {
     ];
     for (const [body, message] of cases) {
       const error = refusal(() => parsePredictBody(body, 10));
-      expect(error.status, message).toBe(400);
+      expect(error.httpStatus, message).toBe(400);
       expect(error.message).toBe(message);
     }
   });
 
   it('refuses more instances than the limit with a 413 naming instances', () => {
     const error = refusal(() => parsePredictBody({ instances: Array.from({ length: 11 }, () => ok) }, 10));
-    expect(error.status).toBe(413);
+    expect(error.httpStatus).toBe(413);
     expect(error.code).toBe('too_many_instances');
     expect(error.message).toBe('instances: 11 instances; at most 10 per request');
   });
