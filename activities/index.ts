@@ -2,6 +2,7 @@ import type { ActivityDeps } from './deps.js';
 import { createBatchScoringActivities } from './batch-scoring.js';
 import { createDataActivities } from './data-stages.js';
 import { createDeploymentActivities } from './deployment.js';
+import { withFailureContract } from './failure-contract.js';
 import { createIngestActivities } from './ingest.js';
 import { createPipelineActivities } from './pipeline.js';
 import { trackRunStages } from './run-stages.js';
@@ -47,13 +48,13 @@ export type { ModelBlessing, RunFailure } from '../schema/index.js';
 /** Activities served by the main task queue. Workflows see their types only. */
 export function createActivities(deps: ActivityDeps) {
   return trackRunStages(
-    {
+    withFailureContract({
       ...createIngestActivities(deps),
       ...createDataActivities(deps),
       ...createPipelineActivities(deps),
       ...createDeploymentActivities(deps),
       ...createBatchScoringActivities(deps),
-    },
+    }),
     deps.pipelines,
     deps.logger,
   );
@@ -62,7 +63,7 @@ export function createActivities(deps: ActivityDeps) {
 /** Activities served by the training task queue (the one GPU hosts poll). */
 export function createTrainingActivities(deps: ActivityDeps) {
   return trackRunStages(
-    { ...createTrainingHostActivities(), ...createTrainerActivities(deps) },
+    withFailureContract({ ...createTrainingHostActivities(), ...createTrainerActivities(deps) }),
     deps.pipelines,
     deps.logger,
   );

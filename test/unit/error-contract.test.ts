@@ -3,6 +3,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { BatchScoringError } from '../../activities/batch-scoring.js';
+import { withFailureContract } from '../../activities/failure-contract.js';
 import { toApplicationFailure } from '../../core/application-failure.js';
 import { FailureType } from '../../core/constants.js';
 import { DomainError } from '../../core/errors.js';
@@ -80,6 +81,26 @@ describe('the error contract', () => {
       nonRetryable: true,
       details: [{ parameter: 'C' }],
     });
+  });
+
+  it('ends any wrapped activity that meets a final domain error with its failure, and passes the rest through', async () => {
+    const dropped = new Error('socket hang up');
+    const activities = withFailureContract({
+      refuse: async () => {
+        throw new RunStateError('run r1 is not waiting for approval');
+      },
+      drop: async () => {
+        throw dropped;
+      },
+      answer: async (n: number) => n + 1,
+    });
+    await expect(activities.refuse()).rejects.toMatchObject({
+      type: FailureType.InvalidInput,
+      nonRetryable: true,
+      message: 'run r1 is not waiting for approval',
+    });
+    await expect(activities.drop()).rejects.toBe(dropped);
+    expect(await activities.answer(1)).toBe(2);
   });
 
   it('has no error class outside the contract but the process-level and thread-internal ones', () => {
