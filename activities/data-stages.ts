@@ -198,7 +198,11 @@ export function createDataActivities(deps: ActivityDeps) {
      * stage with a non-retryable `DataValidation` failure naming them; a clean snapshot becomes the drift baseline.
      */
     async validateData(input: ValidateDataInput): Promise<ValidateDataResult> {
-      const identity: StageIdentity = { stage: 'validate', executionType: 'ExampleValidator', context: input.dataset };
+      const identity: StageIdentity = {
+        stage: 'validate_data',
+        executionType: 'ExampleValidator',
+        context: input.dataset,
+      };
       const done = await completedStageResult<ValidateDataResult>(deps.metadata, identity.stage);
       if (done) return done;
       const statistics = await readJson<DatasetStatistics>(input.statistics);
@@ -274,7 +278,7 @@ export function createDataActivities(deps: ActivityDeps) {
         // Recorded before failing, so the report is in the lineage and the stage shows why it stopped.
         await recordStage(
           deps.metadata,
-          { ...identity, stage: `${identity.stage}-rejected` },
+          { ...identity, stage: 'validate_data-rejected' },
           { inputs, outputs, result: null },
         );
         await recordStageFailure(deps.metadata, identity, {

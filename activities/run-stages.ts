@@ -1,21 +1,11 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { failureOf } from '../core/failure.js';
+import { STAGE_OF_ACTIVITY } from '../core/stages.js';
 import type { Logger } from '../core/logger.js';
 import type { JsonProperties } from '../schema/index.js';
 import type { PipelineStore } from '../storage/pipeline-store.js';
 
-/** The pipeline stage each stage activity is, as a run's stages are named in the API and the run query. */
-export const STAGE_OF_ACTIVITY: Readonly<Record<string, string>> = {
-  extractData: 'extract',
-  computeStatistics: 'statistics',
-  validateData: 'validate_data',
-  prepareData: 'prepare',
-  trainModel: 'train',
-  evaluateModel: 'evaluate',
-  validateModel: 'validate_model',
-  registerModel: 'register',
-  deployModel: 'deploy',
-};
+export { STAGE_OF_ACTIVITY } from '../core/stages.js';
 
 type AnyActivity = (...args: never[]) => Promise<unknown>;
 

@@ -1,3 +1,4 @@
+import type { PipelineStage } from '../core/stages.js';
 import { Context } from '@temporalio/activity';
 import type { JsonProperties } from '../schema/index.js';
 import type { ArtifactRef } from '../storage/artifact-store.js';
@@ -13,8 +14,11 @@ export interface StageArtifact {
 }
 
 export interface StageIdentity {
-  /** Stable name of the stage within its workflow; with the workflow id, the execution's idempotency key. */
-  readonly stage: string;
+  /**
+   * Stable name of the stage within its workflow (a pipeline stage's one name, see core/stages.ts); with the
+   * workflow id, the execution's idempotency key.
+   */
+  readonly stage: PipelineStage | 'batch_score' | `${PipelineStage}-rejected`;
   /** The component that ran (ExampleGen, StatisticsGen, ...), as ML Metadata names execution types. */
   readonly executionType: string;
   /** The pipeline (or dataset) this belongs to; artifacts and the execution join its context. */

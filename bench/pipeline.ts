@@ -35,12 +35,12 @@ import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { loadConfig, type AppConfig, type ServiceEndpoints } from '../core/config.js';
-import { STAGE_OF_ACTIVITY as STAGE_OF_STAGE_ACTIVITY } from '../activities/run-stages.js';
+import { STAGE_OF_ACTIVITY as STAGE_OF_STAGE_ACTIVITY } from '../core/stages.js';
 import { createLogger } from '../core/logger.js';
 import { DEMO_ROWS, formatDemoReport, runFlightsDemo, type DemoReport } from '../demo/flights.js';
 import { startStack, type Stack } from '../stack/stack.js';
 import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
-import { PIPELINE_STAGES } from '../workflows/training-pipeline.js';
+import { PIPELINE_STAGES } from '../core/stages.js';
 import { startWorkers, type RunningWorkers } from '../workers/run-workers.js';
 import {
   formatMs,

@@ -1,3 +1,4 @@
+import { FINAL_FAILURE_TYPES } from '../core/stages.js';
 import {
   ApplicationFailure,
   defineQuery,
@@ -7,7 +8,7 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { MainActivities, ScoreDatasetInput, ScoreDatasetResult } from '../activities/index.js';
-import { FailureType, SearchAttributeKeys } from '../core/constants.js';
+import { SearchAttributeKeys } from '../core/constants.js';
 import { failureOf } from '../core/failure.js';
 
 export type BatchScoreInput = ScoreDatasetInput;
@@ -36,12 +37,7 @@ const { scoreDataset } = proxyActivities<MainActivities>({
     backoffCoefficient: 2,
     maximumInterval: '1 minute',
     maximumAttempts: 5,
-    nonRetryableErrorTypes: [
-      FailureType.InvalidInput,
-      FailureType.DataValidation,
-      FailureType.NotFound,
-      FailureType.ArtifactIntegrity,
-    ],
+    nonRetryableErrorTypes: [...FINAL_FAILURE_TYPES],
   },
 });
 

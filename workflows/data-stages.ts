@@ -14,7 +14,8 @@ import type {
   StatisticsResult,
   ValidateDataResult,
 } from '../activities/index.js';
-import { FailureType, SearchAttributeKeys } from '../core/constants.js';
+import { SearchAttributeKeys } from '../core/constants.js';
+import { FINAL_FAILURE_TYPES, type PipelineStage } from '../core/stages.js';
 
 /** Data stages read and write large files: they heartbeat, and a lost worker is noticed within a minute. */
 const dataStage: ActivityOptions = {
@@ -24,7 +25,7 @@ const dataStage: ActivityOptions = {
     initialInterval: '1s',
     backoffCoefficient: 2,
     maximumInterval: '1 minute',
-    nonRetryableErrorTypes: [FailureType.InvalidInput, FailureType.DataValidation, FailureType.NotFound],
+    nonRetryableErrorTypes: [...FINAL_FAILURE_TYPES],
   },
 };
 
@@ -42,7 +43,8 @@ export interface DataStagesResult {
   readonly prepared?: PrepareDataResult;
 }
 
-export type DataStageName = 'extract' | 'statistics' | 'validate' | 'prepare' | 'done';
+/** The pipeline stages this workflow runs, under their one name (core/stages.ts). */
+export type DataStageName = Extract<PipelineStage, 'extract' | 'statistics' | 'validate_data' | 'prepare'> | 'done';
 
 /** The stage a run is in now, for the API and the Temporal UI. */
 export const currentStageQuery = defineQuery<DataStageName>('currentStage');
@@ -70,7 +72,7 @@ export async function dataStages(input: DataStagesInput): Promise<DataStagesResu
   });
   enter('statistics');
   const statistics = await computeStatistics({ dataset: input.dataset, snapshot: extract.snapshot });
-  enter('validate');
+  enter('validate_data');
   const validation = await validateData({
     dataset: input.dataset,
     snapshot: extract.snapshot,

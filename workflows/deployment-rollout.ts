@@ -1,3 +1,4 @@
+import { FINAL_FAILURE_TYPES } from '../core/stages.js';
 import {
   ApplicationFailure,
   CancellationScope,
@@ -79,8 +80,6 @@ export type DeploymentRolloutResult = RolloutState & { outcome: RolloutOutcome; 
 
 export const rolloutStateQuery = defineQuery<RolloutState>('rolloutState');
 
-const NON_RETRYABLE = [FailureType.InvalidInput, FailureType.NotFound];
-
 /**
  * A canary rollout of one version on a deployment: start the canary (the challenger gets `trafficPercent` % of the
  * requests) → wait `durationSeconds` on Temporal timers, comparing every `checkEverySeconds` and rolling back at
@@ -120,7 +119,7 @@ export async function deploymentRollout(input: DeploymentRolloutInput): Promise<
       initialInterval: '1s',
       maximumInterval: '30s',
       maximumAttempts: 20,
-      nonRetryableErrorTypes: NON_RETRYABLE,
+      nonRetryableErrorTypes: [...FINAL_FAILURE_TYPES],
     },
   });
   stage('starting');

@@ -1,6 +1,6 @@
+import { FINAL_FAILURE_TYPES } from '../core/stages.js';
 import { proxyActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { MainActivities } from '../activities/index.js';
-import { FailureType } from '../core/constants.js';
 
 /** The ingestion stage's retry profile: transient S3/Postgres/network errors retry with backoff; typed ones don't. */
 const ingestActivity: ActivityOptions = {
@@ -9,7 +9,7 @@ const ingestActivity: ActivityOptions = {
     initialInterval: '500ms',
     backoffCoefficient: 2,
     maximumInterval: '30s',
-    nonRetryableErrorTypes: [FailureType.InvalidInput, FailureType.NotFound],
+    nonRetryableErrorTypes: [...FINAL_FAILURE_TYPES],
   },
 };
 

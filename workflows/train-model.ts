@@ -1,6 +1,7 @@
+import { FINAL_FAILURE_TYPES } from '../core/stages.js';
 import { ActivityCancellationType, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
 import type { TrainingActivities, TrainModelInput, TrainModelResult } from '../activities/index.js';
-import { FailureType, SearchAttributeKeys } from '../core/constants.js';
+import { SearchAttributeKeys } from '../core/constants.js';
 
 export interface TrainModelWorkflowInput extends TrainModelInput {
   /** The training task queue (configured per deployment, so the starter passes it). */
@@ -26,7 +27,7 @@ export async function trainModel(input: TrainModelWorkflowInput): Promise<TrainM
     retry: {
       initialInterval: '1s',
       maximumInterval: '30s',
-      nonRetryableErrorTypes: [FailureType.InvalidInput, FailureType.DataValidation, FailureType.ArtifactIntegrity],
+      nonRetryableErrorTypes: [...FINAL_FAILURE_TYPES],
     },
   });
   upsertSearchAttributes([

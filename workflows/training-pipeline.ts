@@ -27,25 +27,20 @@ import type {
   ValidateDataResult,
   ValidateModelResult,
 } from '../activities/index.js';
-import { FailureType, SearchAttributeKeys } from '../core/constants.js';
+import { SearchAttributeKeys } from '../core/constants.js';
 import type { PipelineDefinition } from '../pipelines/definition.js';
 import { datasetOf, deploymentNameOf, modelNameOf } from '../pipelines/names.js';
 import { failureOf } from '../core/failure.js';
+import {
+  FINAL_FAILURE_TYPES,
+  PIPELINE_STAGES,
+  RESUMABLE_RECORDS,
+  STAGES,
+  recordedResult,
+  type PipelineStage,
+} from '../core/stages.js';
 
-/** The stages of a run, in order; `approval` is entered only under the approval policy. */
-export const PIPELINE_STAGES = [
-  'extract',
-  'statistics',
-  'validate_data',
-  'prepare',
-  'train',
-  'evaluate',
-  'validate_model',
-  'register',
-  'approval',
-  'deploy',
-] as const;
-export type PipelineStage = (typeof PIPELINE_STAGES)[number];
+export { PIPELINE_STAGES, type PipelineStage } from '../core/stages.js';
 
 /** How the stage went in this Temporal run; `reused`: completed by an earlier run of this workflow id (a resume). */
 export type StageState = 'pending' | 'running' | 'succeeded' | 'reused' | 'skipped' | 'failed' | 'cancelled';
@@ -127,26 +122,6 @@ export const approveUpdate = defineUpdate<ApprovalDecision, [ApprovalRequest]>('
 export const rejectUpdate = defineUpdate<ApprovalDecision, [ApprovalRequest]>('reject');
 
 /** Failure types no retry can fix: the run fails at once (a resume after fixing the cause is still possible). */
-const NON_RETRYABLE = [
-  FailureType.InvalidInput,
-  FailureType.DataValidation,
-  FailureType.NotFound,
-  FailureType.ArtifactIntegrity,
-  FailureType.ModelBelowThreshold,
-];
-
-/** The metadata keys under which stage activities record their results (what a resume reuses). */
-const RESUMABLE: Partial<Record<PipelineStage, string>> = {
-  extract: 'extract',
-  statistics: 'statistics',
-  validate_data: 'validate',
-  prepare: 'prepare',
-  train: 'train',
-  evaluate: 'evaluate',
-  validate_model: 'validate_model',
-  register: 'register',
-};
-
 /**
  * A level-1 continuous-training run: extract → statistics → data validation → prepare → train (training task
  * queue) → evaluate (the ONNX artifact, and the champion on the same rows) → model validation (thresholds, champion
@@ -195,7 +170,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
       maximumInterval: `${retry.maximumIntervalSeconds}s`,
       backoffCoefficient: 2,
       maximumAttempts: retry.maximumAttempts,
-      nonRetryableErrorTypes: NON_RETRYABLE,
+      nonRetryableErrorTypes: [...FINAL_FAILURE_TYPES],
     },
   };
   const activities = proxyActivities<MainActivities>(stageOptions);
@@ -227,10 +202,10 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
     current = name;
     upsertSearchAttributes([{ key: SearchAttributeKeys.stage, value: name }]);
     const entry = progress(name);
-    const key = RESUMABLE[name];
-    if (key && completed[key] !== undefined) {
+    const recorded = STAGES[name].resumable ? recordedResult(completed, name) : undefined;
+    if (recorded !== undefined) {
       entry.state = 'reused';
-      return completed[key] as T;
+      return recorded as T;
     }
     const started = Date.now();
     entry.state = 'running';
@@ -249,7 +224,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
   }
 
   try {
-    ({ completed } = await bookkeeping.beginPipelineRun({ stages: Object.values(RESUMABLE) }));
+    ({ completed } = await bookkeeping.beginPipelineRun({ stages: [...RESUMABLE_RECORDS] }));
 
     const extract: ExtractDataResult = await stage('extract', () =>
       activities.extractData({

@@ -10,7 +10,8 @@ import {
 } from '../../pipelines/runs.js';
 import { PIPELINE_RUN_STATUSES, type PipelineRunStage, type PipelineRunStatus } from '../../schema/index.js';
 import { type RunDetails, type RunSummary } from '../../storage/pipeline-store.js';
-import { PIPELINE_STAGES, type PipelineProgress } from '../../workflows/index.js';
+import { PIPELINE_STAGES } from '../../core/stages.js';
+import type { PipelineProgress } from '../../workflows/index.js';
 import type { AppEnv } from '../context.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';

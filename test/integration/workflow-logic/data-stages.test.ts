@@ -111,7 +111,7 @@ describe.concurrent('dataStages', { timeout: WORKFLOW_TEST_TIMEOUT_MS }, () => {
         cause: { type: FailureType.DataValidation, message: 'column "delay" is missing' },
       });
       expect(mocked.names()).toEqual(['extractData', 'computeStatistics', 'validateData']);
-      expect(await handle.query(currentStageQuery)).toBe('validate');
+      expect(await handle.query(currentStageQuery)).toBe('validate_data');
     });
   });
 
