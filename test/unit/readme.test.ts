@@ -30,4 +30,15 @@ describe('README', () => {
     const mentioned = [...readme.matchAll(/npm run ([a-z:]+)/g)].map((m) => m[1]!);
     for (const script of mentioned) expect(packageJson.scripts, script).toHaveProperty(script);
   });
+
+  it('names every top-level folder of the checkout in the layout table', () => {
+    const root = new URL('../../', import.meta.url);
+    const folders = fs
+      .readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && !e.name.startsWith('.') && e.name !== 'node_modules')
+      .map((e) => e.name);
+    const layout = readme.split('## Layout')[1] ?? '';
+    const listed = [...layout.matchAll(/^\| `([a-z-]+)\/` +\|/gm)].map((m) => m[1]);
+    expect(folders.filter((f) => !listed.includes(f))).toEqual([]);
+  });
 });
