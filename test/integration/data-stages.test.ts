@@ -1,3 +1,4 @@
+import { flightsDelayDefinition } from '../../demo/flights.js';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -81,17 +82,9 @@ function writeFile(name: string, content: string | Buffer): string {
   return file;
 }
 
-const flightsPrepare: DataStagesInput['prepare'] = {
-  label: { name: 'delayed', expression: 'delay > 15', task: 'binary' },
-  features: [
-    { name: 'hour', expression: 'hour(date)', kind: 'numeric' },
-    { name: 'day_of_week', expression: 'dayofweek(date)', kind: 'numeric' },
-    { name: 'distance', expression: 'distance', kind: 'numeric' },
-    { name: 'origin', expression: 'origin', kind: 'categorical' },
-    { name: 'destination', expression: 'destination', kind: 'categorical' },
-  ],
-  split: { kind: 'time', column: 'date', trainBefore: '2001-03-01', evalBefore: '2001-04-01' },
-};
+const demo = flightsDelayDefinition('s3://unused/flights.parquet');
+/** The demo's label, features and split (January–February to train, March to evaluate). */
+const flightsPrepare: DataStagesInput['prepare'] = { label: demo.label, features: demo.features, split: demo.split };
 
 describe('data stages on the flights file (3M rows in S3)', () => {
   const dataset = `flights-${randomUUID().slice(0, 8)}`;

@@ -1,3 +1,4 @@
+import { flightsDelayDefinition } from '../../demo/flights.js';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -32,20 +33,15 @@ afterAll(async () => {
   await started?.stop();
 });
 
-/** A week of January 2001 flights (about 100k rows): train on the first five days, evaluate on the next two. */
+/**
+ * The demo's definition (label, features) on a week of January 2001 flights (about 100k rows): train on the first
+ * five days, evaluate on the next two, with a smaller model and thresholds for that size.
+ */
 function flightsDefinition(name: string, overrides: Partial<PipelineDefinitionInput> = {}): PipelineDefinitionInput {
-  return {
+  return flightsDelayDefinition(path.join(dataDir, 'flights-3m.parquet'), {
     name,
-    source: { uri: path.join(dataDir, 'flights-3m.parquet') },
+    description: undefined,
     span: { column: 'date', from: '2001-01-01', to: '2001-01-08' },
-    label: { name: 'delayed', expression: 'delay > 15', task: 'binary' },
-    features: [
-      { name: 'hour', expression: 'hour(date)', kind: 'numeric' },
-      { name: 'day_of_week', expression: 'dayofweek(date)', kind: 'numeric' },
-      { name: 'distance', expression: 'distance' },
-      { name: 'origin', expression: 'origin' },
-      { name: 'destination', expression: 'destination' },
-    ],
     split: { kind: 'time', column: 'date', trainBefore: '2001-01-06', evalBefore: '2001-01-08' },
     trainer: { kind: 'gradient_boosted_trees', params: { maxIterations: 20, seed: 0 } },
     evaluation: { slices: ['origin'], minSliceRows: 500 },
@@ -53,9 +49,10 @@ function flightsDefinition(name: string, overrides: Partial<PipelineDefinitionIn
       thresholds: [{ metric: 'auc', min: 0.55 }],
       champion: { metric: 'auc', minImprovement: 0 },
     },
+    deployment: undefined,
     retry: { maximumAttempts: 2, initialIntervalSeconds: 0.2 },
     ...overrides,
-  };
+  });
 }
 
 async function save(input: PipelineDefinitionInput) {
