@@ -23,6 +23,8 @@ export interface TestPlatform {
   readonly nativeConnection: NativeConnection;
   readonly taskQueue: string;
   readonly trainingTaskQueue: string;
+  /** What the activities are built with, for running one activity directly (MockActivityEnvironment). */
+  readonly activityDeps: ActivityDeps;
   /** A worker on the main queue with the real activities, optionally wrapped (to inject a crash, say). */
   mainWorker(wrap?: (activities: ReturnType<typeof createActivities>) => object): Promise<Worker>;
   trainingWorker(): Promise<Worker>;
@@ -61,6 +63,7 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
     nativeConnection,
     taskQueue,
     trainingTaskQueue,
+    activityDeps: deps,
     mainWorker: (wrap) => {
       const activities = createActivities(deps);
       return createPlatformWorker({
