@@ -331,7 +331,15 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
         version: registered.version,
         deadline: new Date(Date.now() + timeoutMs).toISOString(),
       };
-      const decided = await condition(() => decision !== undefined, timeoutMs);
+      let decided: boolean;
+      try {
+        decided = await condition(() => decision !== undefined, timeoutMs);
+      } catch (error) {
+        // Cancelled while waiting: the progress query must not show the approval as still running.
+        entry.state = isCancellation(error) ? 'cancelled' : 'failed';
+        entry.finishedAt = new Date().toISOString();
+        throw error;
+      }
       entry.finishedAt = new Date().toISOString();
       entry.state = 'succeeded';
       pendingApproval = undefined;

@@ -302,6 +302,8 @@ describe.concurrent('trainingPipeline, approval policy', { timeout: WORKFLOW_TES
 
       expect(await workflowFailure(handle.result())).toBeInstanceOf(CancelledFailure);
       expect(mocked.names()).not.toContain('deployModel');
+      const progress = await handle.query(pipelineProgressQuery);
+      expect(progress.stages.find((s) => s.name === 'approval')).toMatchObject({ state: 'cancelled' });
       expect(mocked.inputsOf('setPipelineRunStatus')).toEqual([
         { status: 'waiting_approval' },
         { status: 'cancelled' },
