@@ -5,7 +5,12 @@ import path from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTrainingActivities, type TrainingHeartbeat, type TrainModelInput } from '../../activities/index.js';
+import {
+  createTrainingActivities,
+  type TrainingHeartbeat,
+  type TrainModelInput,
+  type TrainModelResult,
+} from '../../activities/index.js';
 import { connectTestPlatform, type TestPlatform } from '../support/platform.js';
 import { testEndpoints } from '../support/stack.js';
 import { trainingTransform, writeTrainingSplit } from '../support/training-fixture.js';
@@ -57,19 +62,21 @@ function environment(heartbeatDetails?: TrainingHeartbeat, attempt = 1) {
 }
 
 describe('the trainModel activity', () => {
-  const trainModel = () => createTrainingActivities(platform.activityDeps).trainModel;
+  /** Runs trainModel in `env` (the mocked environment's `run` does not carry the result type through). */
+  const train = (env: MockActivityEnvironment, request: TrainModelInput): Promise<TrainModelResult> =>
+    env.run(createTrainingActivities(platform.activityDeps).trainModel, request) as Promise<TrainModelResult>;
   const gbt = { trainer: 'gradient_boosted_trees' as const, params: { maxIterations: 12, earlyStopping: false } };
 
   it('resumes from the checkpoint its heartbeat names and ends with the same model as an uninterrupted run', async () => {
     const first = environment();
-    const whole = await first.env.run(trainModel(), { ...input, ...gbt });
+    const whole = await train(first.env, { ...input, ...gbt });
     expect(whole.resumedFromIteration).toBeNull();
     const checkpoint = first.heartbeats.find((h) => h.checkpoint && h.checkpoint.iteration < 12)?.checkpoint;
     expect(checkpoint).toBeDefined();
 
     // A retry on another worker gets the last heartbeat's details: it loads that checkpoint and continues.
     const retry = environment({ iteration: checkpoint!.iteration, checkpoint: checkpoint! }, 2);
-    const resumed = await retry.env.run(trainModel(), { ...input, ...gbt });
+    const resumed = await train(retry.env, { ...input, ...gbt });
     expect(resumed.resumedFromIteration).toBe(checkpoint!.iteration);
     expect(resumed.attempt).toBe(2);
     expect(resumed.curve[0]!.iteration).toBeGreaterThan(checkpoint!.iteration);
@@ -87,7 +94,7 @@ describe('the trainModel activity', () => {
       params: { maxIterations: 100_000, earlyStopping: false },
     };
     const started = performance.now();
-    const error = await env.run(trainModel(), { ...input, ...long }).catch((e: unknown) => e);
+    const error = await train(env, { ...input, ...long }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CancelledFailure);
     expect(performance.now() - started).toBeLessThan(20_000);
     expect(heartbeats.some((h) => h.checkpoint !== undefined)).toBe(true);
@@ -95,9 +102,11 @@ describe('the trainModel activity', () => {
 
   it('fails at once, not retryably, on parameters the trainer refuses', async () => {
     const { env } = environment();
-    const error = await env
-      .run(trainModel(), { ...input, trainer: 'gradient_boosted_trees', params: { maxIterations: -1 } })
-      .catch((e: unknown) => e);
+    const error = await train(env, {
+      ...input,
+      trainer: 'gradient_boosted_trees',
+      params: { maxIterations: -1 },
+    }).catch((e: unknown) => e);
     expect(error).toMatchObject({ type: 'InvalidInput', nonRetryable: true });
   });
 });
