@@ -13,7 +13,7 @@ import {
   type CanaryVerdict,
   type VersionTraffic,
 } from '../serving/canary-comparison.js';
-import { STICKY_KEY_CONFIG, type TrafficChangeResult } from '../storage/registry-store.js';
+import { STICKY_KEY_CONFIG, type TrafficChangeResult } from '../storage/deployment-store.js';
 import { activityLogger } from './activity-logger.js';
 import { registryWrite } from './registry-write.js';
 import type { ActivityDeps } from './deps.js';
@@ -157,7 +157,7 @@ function trafficState(deploymentName: string, result: TrafficChangeResult): Traf
 }
 
 export function createDeploymentActivities(deps: ActivityDeps) {
-  const { registry } = deps;
+  const { deployments } = deps;
 
   /** Reads the two versions' traffic, predicted labels and score histogram in the window. */
   async function measure(input: CompareCanaryInput): Promise<CanaryMeasurements> {
@@ -230,7 +230,7 @@ export function createDeploymentActivities(deps: ActivityDeps) {
   return {
     /** Starts (or, retried, finds) the canary; its result names the champion and the comparison window's start. */
     async startCanary(input: StartCanaryActivityInput): Promise<StartCanaryResult> {
-      const result = await registryWrite(() => registry.startCanary(input));
+      const result = await registryWrite(() => deployments.startCanary(input));
       const champion = result.active.find((r) => r.role === 'champion');
       const challenger = result.active.find((r) => r.role === 'challenger' && r.versionId === input.versionId);
       if (!champion || !challenger) {
@@ -256,7 +256,7 @@ export function createDeploymentActivities(deps: ActivityDeps) {
     },
 
     async startShadow(input: StartShadowActivityInput): Promise<TrafficState> {
-      return trafficState(input.deploymentName, await registryWrite(() => registry.startShadow(input)));
+      return trafficState(input.deploymentName, await registryWrite(() => deployments.startShadow(input)));
     },
 
     /** Measures both versions' live traffic since the canary started, and judges it against the thresholds. */
@@ -277,12 +277,12 @@ export function createDeploymentActivities(deps: ActivityDeps) {
 
     /** The challenger becomes the champion; a retry after the promotion committed changes nothing. */
     async promoteCanary(input: EndCanaryInput): Promise<TrafficState> {
-      return trafficState(input.deploymentName, await registryWrite(() => registry.promoteChallenger(input)));
+      return trafficState(input.deploymentName, await registryWrite(() => deployments.promoteChallenger(input)));
     },
 
     /** The champion takes all of the traffic back; nothing to do when this canary no longer runs. */
     async rollbackCanary(input: EndCanaryInput): Promise<TrafficState> {
-      return trafficState(input.deploymentName, await registryWrite(() => registry.rollbackChallenger(input)));
+      return trafficState(input.deploymentName, await registryWrite(() => deployments.rollbackChallenger(input)));
     },
   };
 }

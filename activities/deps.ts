@@ -5,6 +5,7 @@ import type { DatasetStore } from '../storage/dataset-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { ObjectSource } from '../storage/object-source.js';
 import type { PipelineStore } from '../storage/pipeline-store.js';
+import type { DeploymentStore } from '../storage/deployment-store.js';
 import type { RegistryStore } from '../storage/registry-store.js';
 
 /** What activities may touch. Built by the worker process from real services; tests hand in the test stack's. */
@@ -16,8 +17,10 @@ export interface ActivityDeps {
   readonly objects: ObjectSource;
   /** Pipeline definitions and runs: stage activities record their progress in the run they belong to. */
   readonly pipelines: PipelineStore;
-  /** Model registry and deployments. */
+  /** Model registry: registered versions, their statuses and aliases. */
   readonly registry: RegistryStore;
+  /** Deployments: what each serves (champion, canary, shadows), changed by the deploy and rollout activities. */
+  readonly deployments: DeploymentStore;
   /** The platform database's pool: Postgres extraction sources without their own URL query it. */
   readonly pgPool: pg.Pool;
   /** Worker-local scratch folder: per-activity work folders and the download cache live under it. */

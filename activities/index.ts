@@ -2,9 +2,12 @@ import type { ActivityDeps } from './deps.js';
 import { createBatchScoringActivities } from './batch-scoring.js';
 import { createDataActivities } from './data-stages.js';
 import { createDeploymentActivities } from './deployment.js';
+import { createEvaluateActivities } from './evaluate.js';
 import { withFailureContract } from './failure-contract.js';
 import { createIngestActivities } from './ingest.js';
-import { createPipelineActivities } from './pipeline.js';
+import { createModelValidationActivities } from './model-validation.js';
+import { createRegisterDeployActivities } from './register-deploy.js';
+import { createRunBookkeepingActivities } from './run-bookkeeping.js';
 import { trackRunStages } from './run-stages.js';
 import { createTrainingHostActivities } from './training-host.js';
 import { createTrainingActivities as createTrainerActivities } from './training.js';
@@ -22,14 +25,10 @@ export type {
   ValidateDataResult,
 } from './data-stages.js';
 export type { TrainModelInput, TrainModelResult, TrainingHeartbeat } from './training.js';
-export type {
-  BeginPipelineRunResult,
-  ChampionEvaluation,
-  DeployModelResult,
-  EvaluateModelResult,
-  RegisterModelResult,
-  ValidateModelResult,
-} from './pipeline.js';
+export type { BeginPipelineRunResult } from './run-bookkeeping.js';
+export type { ChampionEvaluation, EvaluateModelResult } from './evaluate.js';
+export type { ValidateModelResult } from './model-validation.js';
+export type { DeployModelResult, RegisterModelResult } from './register-deploy.js';
 export type {
   CanaryCheck,
   CanaryComparison,
@@ -51,7 +50,10 @@ export function createActivities(deps: ActivityDeps) {
     withFailureContract({
       ...createIngestActivities(deps),
       ...createDataActivities(deps),
-      ...createPipelineActivities(deps),
+      ...createRunBookkeepingActivities(deps),
+      ...createEvaluateActivities(deps),
+      ...createModelValidationActivities(deps),
+      ...createRegisterDeployActivities(deps),
       ...createDeploymentActivities(deps),
       ...createBatchScoringActivities(deps),
     }),

@@ -8,6 +8,7 @@ import { FailureType } from '../core/constants.js';
 import type { ArtifactRef } from '../storage/artifact-store.js';
 import { activityLogger } from './activity-logger.js';
 import type { ActivityDeps } from './deps.js';
+import { recordExecution } from './stage-lineage.js';
 
 /** Where to read the bytes from: an absolute path on the worker's host, a `file://` URL or an `http(s)://` URL. */
 const sourceSchema = z
@@ -104,46 +105,36 @@ export function createIngestActivities(deps: ActivityDeps) {
 
     /**
      * Records the stage's execution, the artifact it produced, the output event and (optionally) the context, as
-     * the ML Metadata model has them. Every write is an upsert on a natural key (execution: workflow id + stage;
-     * artifact: URI), so retries never create a second row.
+     * the ML Metadata model has them, for the workflow named in the input (see recordExecution). Every write is an
+     * upsert on a natural key (execution: workflow id + stage; artifact: URI), so retries never create a second row.
      */
     async recordArtifactLineage(input: RecordLineageInput): Promise<RecordedLineage> {
       const parsed = parseActivityInput(recordLineageInputSchema, input);
-      const { metadata } = deps;
-      const execution = await metadata.startExecution({
-        externalId: `${parsed.workflowId}/${parsed.stage}`,
-        type: parsed.executionType,
-        name: parsed.stage,
-        workflowId: parsed.workflowId,
-        temporalRunId: parsed.runId,
-        stage: parsed.stage,
-      });
-      const artifact = await metadata.putArtifact({
-        type: parsed.artifactType,
-        uri: parsed.artifact.uri,
-        sha256: parsed.artifact.sha256,
-        bytes: parsed.artifact.bytes,
-        contentType: parsed.artifact.contentType,
-        properties: { kind: parsed.artifact.kind, ...parsed.properties },
-      });
-      await metadata.recordEvent({
-        artifactId: artifact.id,
-        executionId: execution.id,
-        type: 'output',
-        role: parsed.role,
-      });
-      let contextId: string | undefined;
-      if (parsed.context) {
-        const context = await metadata.putContext(parsed.context);
-        await metadata.attributeArtifact(context.id, artifact.id);
-        await metadata.associateExecution(context.id, execution.id);
-        contextId = context.id;
-      }
-      if (execution.state === 'running') {
-        await metadata.completeExecution(execution.id, { state: 'complete' });
-      }
-      activityLogger(deps.logger).info({ artifactId: artifact.id, executionId: execution.id }, 'lineage recorded');
-      return { artifactId: artifact.id, executionId: execution.id, contextId };
+      const { executionId, artifactIds, contextId } = await recordExecution(
+        deps.metadata,
+        {
+          workflowId: parsed.workflowId,
+          runId: parsed.runId,
+          stage: parsed.stage,
+          executionType: parsed.executionType,
+          ...(parsed.context ? { context: parsed.context } : {}),
+        },
+        {
+          inputs: [],
+          outputs: [
+            {
+              role: parsed.role,
+              type: parsed.artifactType,
+              ref: parsed.artifact,
+              ...(parsed.properties ? { properties: parsed.properties } : {}),
+            },
+          ],
+        },
+      );
+      // The one output: recordExecution keys output ids by role.
+      const artifactId = artifactIds[parsed.role]!;
+      activityLogger(deps.logger).info({ artifactId, executionId }, 'lineage recorded');
+      return { artifactId, executionId, contextId };
     },
   };
 }

@@ -11,7 +11,9 @@ import path from 'node:path';
 import pg from 'pg';
 import { ensureDatabase, PLATFORM_DATABASE, postgresUrl, startPostgresServer } from '../stack/postgres-server.js';
 import { findFreePort } from '../stack/ports.js';
-import { postgresPredictionLogSink, type PredictionLogRow, type PredictionLogSink } from '../serving/prediction-log.js';
+import type { PredictionLogSink } from '../serving/prediction-log.js';
+import { postgresPredictionLogSink } from '../serving/prediction-log-postgres.js';
+import type { PredictionLogRow } from '../serving/prediction-log-records.js';
 import { createDatabase, runMigrations } from '../storage/database.js';
 import { describeMachine, parseBenchArgs, processCpuSeconds, quantile, writeResultFile } from './harness.js';
 

@@ -119,7 +119,7 @@ async function main(): Promise<void> {
       names: DEPLOYMENTS,
       singleBodies: requests.singleBodies,
       batchBodies: requests.batchBodies,
-      registry: storage.registry,
+      deployments: storage.deployments,
       gbtVersions: models.gbt,
     };
     measured = { ...(await runRounds(context, scenarios)), models, raw, peerInfo };

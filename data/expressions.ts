@@ -2,18 +2,26 @@
  * User SQL expressions (labels, features, split keys), validated before DuckDB evaluates them.
  *
  * The expression is parsed by DuckDB itself (`json_serialize_sql` of `SELECT <expr>\nFROM t`) and the syntax tree is
- * walked with an allow-list: one statement, one select item, no clauses, and only column references, constants,
- * comparisons, AND/OR/NOT, IS NULL, IN over constants, BETWEEN, CASE, casts to scalar types and the row-wise functions
- * in {@link ALLOWED_FUNCTIONS}. Everything else (table functions, subqueries, settings, aggregates, windows, lambdas,
- * parameters, several statements) is refused. The text that callers splice into SQL is DuckDB's own rendering of the
+ * walked with an allow-list (expression-allow-list.ts): one statement, one select item, no clauses, and only column
+ * references, constants, comparisons, AND/OR/NOT, IS NULL, IN over constants, BETWEEN, CASE, casts to scalar types
+ * and the row-wise functions in {@link ALLOWED_FUNCTIONS}. Everything else (table functions, subqueries, settings,
+ * aggregates, windows, lambdas, parameters, several statements) is refused. The text that callers splice into SQL is DuckDB's own rendering of the
  * accepted tree (re-parsed and checked again), never the user's text, so comments and quoting tricks cannot change
  * what runs.
  *
  * This is the first wall; the {@link DataEngine} sandbox is the second: an expression that slipped through still
  * cannot read or write files outside the engine's folders, open connections or change settings.
  */
-import { NUMERIC_TYPE_NAMES, type DataEngine } from './engine.js';
+import type { DataEngine } from './engine.js';
 import { DomainError } from '../core/errors.js';
+import {
+  ALLOWED_FUNCTIONS,
+  ALLOWED_OPERATORS,
+  COMPARISONS,
+  functionRefusal,
+  SCALAR_TYPES,
+  SELECT_NODE_KEYS,
+} from './expression-allow-list.js';
 
 /** Longest accepted expression, in characters. */
 export const MAX_EXPRESSION_LENGTH = 1000;
@@ -49,149 +57,6 @@ export interface ValidatedExpression {
   /** Named functions it calls (lower case, canonical names: `extract` is `date_part`), in order of first use. */
   readonly functions: readonly string[];
 }
-
-/**
- * Row-wise scalar functions an expression may call. Values say which arguments must be constants (by position):
- * a constant date part keeps the expression's type fixed, and a constant pattern keeps regular expressions out of
- * the data's control.
- */
-export const ALLOWED_FUNCTIONS: Readonly<Record<string, readonly number[]>> = {
-  // date and time parts
-  hour: [],
-  minute: [],
-  dayofweek: [],
-  isodow: [],
-  dayofyear: [],
-  day: [],
-  month: [],
-  year: [],
-  quarter: [],
-  week: [],
-  date_part: [0],
-  date_trunc: [0],
-  // math
-  abs: [],
-  ln: [],
-  log: [],
-  log2: [],
-  log10: [],
-  sqrt: [],
-  exp: [],
-  pow: [],
-  power: [],
-  round: [],
-  floor: [],
-  ceil: [],
-  greatest: [],
-  least: [],
-  sign: [],
-  // null handling (coalesce and ifnull parse as the COALESCE operator)
-  nullif: [],
-  // strings
-  lower: [],
-  upper: [],
-  trim: [],
-  length: [],
-  substring: [],
-  substr: [],
-  concat: [],
-  left: [],
-  right: [],
-  replace: [],
-  starts_with: [],
-  contains: [],
-  regexp_matches: [1, 2],
-};
-
-/** Infix operators that parse as functions: arithmetic, string concatenation and LIKE/ILIKE (constant pattern). */
-const ALLOWED_OPERATORS: Readonly<Record<string, readonly number[]>> = {
-  '+': [],
-  '-': [],
-  '*': [],
-  '/': [],
-  '//': [],
-  '%': [],
-  '^': [],
-  '**': [],
-  '||': [],
-  '~~': [1],
-  '!~~': [1],
-  '~~*': [1],
-  '!~~*': [1],
-};
-
-/** Scalar types a CAST may produce and a constant may have. */
-const SCALAR_TYPES = new Set([
-  'BOOLEAN',
-  ...NUMERIC_TYPE_NAMES,
-  'DECIMAL',
-  'VARCHAR',
-  'DATE',
-  'TIME',
-  'TIMESTAMP',
-  'TIMESTAMP WITH TIME ZONE',
-  'INTERVAL',
-]);
-
-const COMPARISONS = new Set([
-  'COMPARE_EQUAL',
-  'COMPARE_NOTEQUAL',
-  'COMPARE_LESSTHAN',
-  'COMPARE_GREATERTHAN',
-  'COMPARE_LESSTHANOREQUALTO',
-  'COMPARE_GREATERTHANOREQUALTO',
-  'COMPARE_DISTINCT_FROM',
-  'COMPARE_NOT_DISTINCT_FROM',
-]);
-
-const AGGREGATES = new Set([
-  'sum',
-  'avg',
-  'mean',
-  'count',
-  'count_star',
-  'min',
-  'max',
-  'median',
-  'mode',
-  'stddev',
-  'stddev_pop',
-  'stddev_samp',
-  'variance',
-  'var_pop',
-  'var_samp',
-  'quantile',
-  'quantile_cont',
-  'quantile_disc',
-  'string_agg',
-  'list',
-  'array_agg',
-  'first',
-  'last',
-  'any_value',
-  'arg_max',
-  'arg_min',
-  'bool_and',
-  'bool_or',
-  'approx_count_distinct',
-  'histogram',
-]);
-
-/** Top-level fields of the one SELECT node we accept, with the value each must have (an empty clause). */
-const SELECT_NODE_KEYS = new Set([
-  'type',
-  'modifiers',
-  'cte_map',
-  'select_list',
-  'from_table',
-  'where_clause',
-  'group_expressions',
-  'group_sets',
-  'aggregate_handling',
-  'having',
-  'sample',
-  'qualify',
-]);
 
 /**
  * Validates one expression against the dataset's columns.
@@ -524,20 +389,6 @@ function castType(type: unknown): void {
     const name = isObject(info) && typeof info.name === 'string' ? info.name : id;
     throw new Rejection(`cast to ${name} is not allowed (scalar types only: ${[...SCALAR_TYPES].join(', ')})`);
   }
-}
-
-/** A readable reason for a refused function, with the category of the usual offenders. */
-function functionRefusal(name: string, isOperator: boolean): string {
-  if (isOperator) return `operator \`${name}\` is not allowed`;
-  if (AGGREGATES.has(name))
-    return `aggregate function \`${name}\` is not allowed: an expression computes one value per row`;
-  if (/^(read_|parquet_|glob$|sniff_csv|query|query_table|load_extension)/.test(name)) {
-    return `function \`${name}\` reads files or tables and is not allowed`;
-  }
-  if (/^(current_setting|getenv|getvariable|duckdb_|pragma_|which_secret)/.test(name)) {
-    return `function \`${name}\` reads settings or the environment and is not allowed`;
-  }
-  return `function \`${name}\` is not allowed (see ALLOWED_FUNCTIONS: date parts, math, null handling, strings)`;
 }
 
 /** Counts the expression nodes (objects with a `class`) anywhere in a tree. */

@@ -8,24 +8,18 @@
  * idempotent: the same data lands as the same object, the same definition is the same pipeline version, and the
  * same training gives the same ONNX bytes, so a second run registers nothing new and, not being better than the
  * champion (which is itself), deploys nothing.
+ *
+ * Landing the data is landing.ts's; opening a session on a running platform and running the demo in the background
+ * of `npm start` is session.ts's.
  */
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import type { Client as S3Client } from 'minio';
-import type { AppConfig, ServiceEndpoints } from '../core/config.js';
-import type { Logger } from '../core/logger.js';
-import { DataEngine, sqlString } from '../data/engine.js';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { modelNameOf, pipelineDefinitionSchema, type PipelineDefinitionInput } from '../pipelines/definition.js';
 import { runProgress, startPipelineRun, type PipelineRunnerDeps } from '../pipelines/runs.js';
-import { isS3NotFound } from '../storage/s3-errors.js';
-import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
+import type { PlatformStorage } from '../storage/open-storage.js';
 import type { TrainingPipelineResult } from '../workflows/index.js';
 import type { StageProgress } from '../workflows/training-pipeline.js';
+import { landFlights, type LandedData } from './landing.js';
 
 /** The demo's pipeline (and so its model and deployment). */
 export const DEMO_PIPELINE = 'flights-delay';
@@ -38,112 +32,6 @@ export const DEMO_SPAN = { from: '2001-01-01', to: '2001-04-01' } as const;
 
 /** January–March 2001 of flights-3m.parquet. */
 export const DEMO_ROWS = 1_477_911;
-
-/** `flights-3m.parquet` of the installed vega-datasets package (3M rows, January–June 2001). */
-export function flightsFile(): string {
-  // The package exports only its build; its data folder sits next to it.
-  const entry = createRequire(import.meta.url).resolve('vega-datasets');
-  return path.resolve(path.dirname(entry), '..', 'data', 'flights-3m.parquet');
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Landing
-
-export interface LandingOptions {
-  /** The S3 client and bucket to land in. */
-  readonly s3: S3Client;
-  readonly bucket: string;
-  /** Where a missing bucket is created. */
-  readonly region?: string;
-  readonly key: string;
-  /** Rows with `date` in [from, to) (ISO dates). */
-  readonly span: { readonly from: string; readonly to: string };
-  readonly signal?: AbortSignal;
-}
-
-export interface LandedData {
-  readonly uri: string;
-  readonly bucket: string;
-  readonly key: string;
-  readonly rows: number;
-  readonly bytes: number;
-  readonly md5: string;
-  /** False when the object already held these exact bytes (nothing was uploaded). */
-  readonly uploaded: boolean;
-}
-
-/**
- * Writes the span's rows of flights-3m.parquet as one zstd Parquet file (DuckDB, sandboxed) and uploads it to
- * `s3://bucket/key`, unless the object already holds these bytes. DuckDB writes the same bytes for the same rows, so
- * landing again is a no-op: same bytes, same object, same fingerprint for the extract stage.
- */
-export async function landFlights(options: LandingOptions): Promise<LandedData> {
-  const source = flightsFile();
-  if (!fs.existsSync(source)) {
-    throw new Error(`${source} is missing: the demo reads it from the vega-datasets package (npm ci installs it)`);
-  }
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-demo-landing-'));
-  try {
-    const file = path.join(workDir, path.posix.basename(options.key));
-    const engine = await DataEngine.open({ workDir, readableDirs: [path.dirname(source)] });
-    const interrupt = () => engine.connection.interrupt();
-    options.signal?.addEventListener('abort', interrupt, { once: true });
-    let rows: number;
-    try {
-      options.signal?.throwIfAborted();
-      const [result] = await engine.rows<{ Count: number }>(
-        `COPY (SELECT * FROM read_parquet(${sqlString(source)}) ` +
-          `WHERE date >= TIMESTAMP ${sqlString(options.span.from)} AND date < TIMESTAMP ${sqlString(options.span.to)}) ` +
-          `TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
-      );
-      rows = Number(result?.Count ?? 0);
-    } finally {
-      options.signal?.removeEventListener('abort', interrupt);
-      engine.close();
-    }
-    options.signal?.throwIfAborted();
-    const bytes = fs.statSync(file).size;
-    const content = fs.readFileSync(file);
-    const md5 = createHash('md5').update(content).digest('hex');
-    const sha256 = createHash('sha256').update(content).digest('hex');
-    const uri = `s3://${options.bucket}/${options.key}`;
-    const existing = await statObject(options.s3, options.bucket, options.key);
-    // A single-part upload's ETag is the MD5 of its bytes; stores that hash otherwise keep our sha256 in metadata.
-    const same =
-      existing !== undefined &&
-      existing.size === bytes &&
-      (existing.etag === md5 || existing.metaData.sha256 === sha256);
-    if (!same) {
-      if (!(await options.s3.bucketExists(options.bucket))) await options.s3.makeBucket(options.bucket, options.region);
-      await options.s3.fPutObject(options.bucket, options.key, file, {
-        'Content-Type': 'application/vnd.apache.parquet',
-        sha256,
-        rows: String(rows),
-      });
-    }
-    return { uri, bucket: options.bucket, key: options.key, rows, bytes, md5, uploaded: !same };
-  } finally {
-    fs.rmSync(workDir, { recursive: true, force: true });
-  }
-}
-
-async function statObject(
-  s3: S3Client,
-  bucket: string,
-  key: string,
-): Promise<{ size: number; etag: string; metaData: Record<string, string> } | undefined> {
-  try {
-    const stat = await s3.statObject(bucket, key);
-    return {
-      size: stat.size,
-      etag: stat.etag.replace(/^"|"$/g, ''),
-      metaData: (stat.metaData ?? {}) as Record<string, string>,
-    };
-  } catch (error) {
-    if (isS3NotFound(error)) return undefined;
-    throw error;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The pipeline
@@ -530,6 +418,16 @@ function formatStages(stages: readonly StageProgress[]): string {
     .join(' · ');
 }
 
+/** A failed demo, for people: what went wrong and where to look. */
+export function formatDemoFailure(error: unknown): string {
+  const lines = [`Demo failed: ${messageOf(error)}`];
+  if (error instanceof DemoError) {
+    if (error.links.temporal) lines.push(`  Temporal UI  ${error.links.temporal}`);
+    if (error.links.run) lines.push(`  run          GET ${error.links.run}`);
+  }
+  return lines.join('\n');
+}
+
 function seconds(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
@@ -540,105 +438,4 @@ function mib(bytes: number): string {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// In `npm start` and `npm run demo`
-
-export interface DemoSession {
-  readonly deps: DemoDeps;
-  close(): Promise<void>;
-}
-
-/** Opens what the demo needs on the platform's endpoints: a Temporal client and the stores. */
-export async function openDemoSession(options: {
-  config: AppConfig;
-  endpoints: ServiceEndpoints;
-  apiUrl?: string;
-  logger: Logger;
-}): Promise<DemoSession> {
-  const { config, endpoints, logger } = options;
-  const connection = await Connection.connect({ address: endpoints.temporal.address });
-  const storage = openStorage(endpoints, { logger, applicationName: 'mlops-demo', poolSize: 2 });
-  return {
-    deps: {
-      client: new Client({ connection, namespace: endpoints.temporal.namespace }),
-      storage,
-      taskQueue: config.temporal.taskQueue,
-      trainingTaskQueue: config.temporal.trainingTaskQueue,
-      links: {
-        ...(options.apiUrl ? { apiUrl: options.apiUrl } : {}),
-        ...(endpoints.temporal.uiUrl ? { temporalUiUrl: endpoints.temporal.uiUrl } : {}),
-        namespace: endpoints.temporal.namespace,
-      },
-    },
-    close: async () => {
-      await Promise.allSettled([connection.close(), storage.close()]);
-    },
-  };
-}
-
-export interface RunningDemo {
-  /** Resolves when the demo has finished, failed or been stopped (it never rejects). */
-  readonly done: Promise<void>;
-  /** Stops the demo: stops waiting, cancels its run if one is in flight. */
-  stop(): Promise<void>;
-}
-
-/**
- * Runs the demo in the background of `npm start`, once the platform is ready: prints its progress and summary, and
- * never takes the platform down. A failure prints a clear message and leaves everything running.
- */
-export function startDemo(options: {
-  config: AppConfig;
-  endpoints: ServiceEndpoints;
-  apiUrl: string;
-  logger: Logger;
-  write?: (text: string) => void;
-}): RunningDemo {
-  const write = options.write ?? ((text: string) => void process.stdout.write(text));
-  const controller = new AbortController();
-  const done = (async () => {
-    let session: DemoSession | undefined;
-    try {
-      write(
-        `Running the demo: the flight-delay pipeline on January–March 2001 (MLOPS_DEMO=false skips it; ` +
-          `npm run demo runs it again)\n`,
-      );
-      session = await openDemoSession(options);
-      const report = await runFlightsDemo(session.deps, {
-        signal: controller.signal,
-        onProgress: (line) => write(`${line}\n`),
-      });
-      write(`\n${formatDemoReport(report)}\n\n`);
-    } catch (error) {
-      if (controller.signal.aborted) {
-        write(`Demo stopped${error instanceof DemoError ? `: ${error.message}` : ''}.\n`);
-        return;
-      }
-      write(`\n${formatDemoFailure(error)}\nThe platform keeps running.\n\n`);
-      options.logger.warn({ err: error }, 'the demo failed');
-    } finally {
-      await session?.close();
-    }
-  })();
-  return {
-    done,
-    stop: async () => {
-      if (controller.signal.aborted) return done;
-      controller.abort(new Error('the platform is stopping'));
-      // Cancelling the run is a request to Temporal; waiting longer than this holds up the stop for nothing.
-      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
-    },
-  };
-}
-
-/** A failed demo, for people: what went wrong and where to look. */
-export function formatDemoFailure(error: unknown): string {
-  const lines = [`Demo failed: ${messageOf(error)}`];
-  if (error instanceof DemoError) {
-    if (error.links.temporal) lines.push(`  Temporal UI  ${error.links.temporal}`);
-    if (error.links.run) lines.push(`  run          GET ${error.links.run}`);
-  }
-  return lines.join('\n');
 }

@@ -10,7 +10,8 @@ import { loadConfig, type AppConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { exitWithError } from '../core/shutdown.js';
 import { resolveEndpoints } from '../stack/endpoints.js';
-import { formatDemoFailure, formatDemoReport, openDemoSession, runFlightsDemo, type DemoSession } from './flights.js';
+import { formatDemoFailure, formatDemoReport, runFlightsDemo } from './flights.js';
+import { openDemoSession, type DemoSession } from './session.js';
 
 const { TaskQueueType } = proto.temporal.api.enums.v1;
 

@@ -5,7 +5,7 @@ import { loadEncodedDataset, loadSparseEncodedDataset, loadTreeDataset } from '.
 import type { TrainerKind } from './training-job.js';
 import { trainGradientBoostedTrees } from './trainers/gbt/index.js';
 import { trainLogisticRegression, trainRidge, trainSoftmaxRegression } from './trainers/linear/index.js';
-import { trainMlp, type MlpParams } from './trainers/mlp.js';
+import { trainMlp, type MlpParams } from './trainers/mlp/index.js';
 import { TrainingParameterError, type TrainedModel, type TrainingHooks } from './types.js';
 
 /** Largest dense matrix the MLP trainer is given (its input is dense); beyond it, training is refused up front. */

@@ -4,7 +4,8 @@
  * The source is probed, never read in full: the first matching file's header (or Parquet metadata), the first
  * matching object, or a Postgres query wrapped in `LIMIT 0`. The expressions are then checked by the sandbox's
  * allow-list (data/expressions.ts) and bound by DuckDB over an empty table with exactly the source's columns and
- * types, so a definition that passes here does not fail later on a misspelt column or a type error.
+ * types, so a definition that passes here does not fail later on a misspelt column or a type error. Probing the
+ * source is probe-source.ts's.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
@@ -12,27 +13,16 @@ import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import type { z } from 'zod';
-import { DataEngine, sqlIdentifier, sqlString } from '../data/engine.js';
+import { DataEngine } from '../data/engine.js';
 import { ExpressionError, validateExpression, type ValidatedExpression } from '../data/expressions.js';
-import {
-  dataExtension,
-  ExtractError,
-  exportPostgresQuery,
-  listLocalFiles,
-  parseSourceSpec,
-  resolveObjects,
-  whyNotSingleSelect,
-  type DataFormat,
-  type SourceSpec,
-} from '../data/sources.js';
 import { labelTypeProblem, resolveFeatureKind } from '../data/prepare.js';
 import { SplitError, timeSplitSql } from '../data/split.js';
 import { gbtParamsSchema } from '../models/trainers/gbt/params.js';
 import { logisticRegressionParamsSchema, ridgeParamsSchema } from '../models/trainers/linear/index.js';
-import { mlpParamsSchema } from '../models/trainers/mlp.js';
+import { mlpParamsSchema } from '../models/trainers/mlp/params.js';
 import type { ObjectSource } from '../storage/object-source.js';
 import { pipelineDefinitionSchema, type PipelineDefinition } from './definition.js';
-import { DomainError } from '../core/errors.js';
+import { probeSource, sourcePath, type SourceColumn } from './probe-source.js';
 
 /** One problem with a definition: where (`features.2.expression`, `trainer.params.C`) and what. */
 export interface DefinitionIssue {
@@ -53,23 +43,6 @@ export interface DefinitionValidationDeps {
   readonly scratchDir?: string;
   /** Bound on the Postgres probe, in milliseconds; default 10 000. */
   readonly queryTimeoutMs?: number;
-}
-
-/**
- * Thrown when the source could not be reached to check it (S3 or Postgres down, an object changed while it was
- * fetched): nothing is known about the definition's columns, and trying again later may succeed.
- */
-export class SourceProbeError extends DomainError {
-  override readonly name = 'SourceProbeError';
-  constructor(problem: string, options?: ErrorOptions) {
-    super('unavailable', `The definition's source could not be checked: ${problem}`, options);
-  }
-}
-
-/** A column of the source as DuckDB reads it. */
-export interface SourceColumn {
-  readonly name: string;
-  readonly type: string;
 }
 
 /**
@@ -248,10 +221,6 @@ async function columnIssues(
   }
 }
 
-function sourcePath(definition: PipelineDefinition): string {
-  return 'uri' in definition.source ? 'source.uri' : 'source.query';
-}
-
 async function expressionIssues(
   engine: DataEngine,
   definition: PipelineDefinition,
@@ -368,142 +337,4 @@ function featureTypeProblem(
 function duckdbMessage(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.split('\n')[0] ?? message;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Probing the source
-
-interface Probe {
-  /** Folders the engine must be able to read. */
-  readonly readableDirs: string[];
-  /** Creates the empty table `t` with the source's columns and returns them. */
-  createTable(engine: DataEngine): Promise<SourceColumn[]>;
-}
-
-/** Finds what to read (without reading it), or the issue that says why there is nothing. */
-async function probeSource(
-  definition: PipelineDefinition,
-  deps: DefinitionValidationDeps,
-  workDir: string,
-): Promise<Probe | { issue: DefinitionIssue }> {
-  const { source } = definition;
-  const uriSource = 'uri' in source ? source : undefined;
-  let spec: SourceSpec;
-  try {
-    spec = parseSourceSpec('uri' in source ? source.uri : source);
-  } catch (error) {
-    if (error instanceof ExtractError) return { issue: { path: sourcePath(definition), message: error.message } };
-    throw error;
-  }
-  const requested = uriSource?.format;
-  try {
-    switch (spec.kind) {
-      case 'file': {
-        const { file, format } = await firstLocalFile(spec, requested);
-        return fileProbe(file, format, [path.dirname(file)]);
-      }
-      case 's3': {
-        if (!deps.objects) {
-          return { issue: { path: 'source.uri', message: 's3:// sources cannot be checked here: no S3 client' } };
-        }
-        const { objects, format } = await resolveObjects(spec, deps.objects, requested).catch(rethrowUnlessExtract);
-        const first = objects[0]!;
-        const downloaded = await deps.objects
-          .download(first, path.join(workDir, 'objects'), { extension: dataExtension(first.key) || `.${format}` })
-          .catch((error: unknown) => {
-            const reason = error instanceof Error ? error.message : String(error);
-            throw new SourceProbeError(`could not fetch s3://${first.bucket}/${first.key}: ${reason}`, {
-              cause: error,
-            });
-          });
-        return fileProbe(downloaded.path, format, [workDir]);
-      }
-      case 'postgres':
-        return await postgresProbe(spec, deps, workDir);
-    }
-  } catch (error) {
-    if (!(error instanceof ExtractError)) throw error;
-    const pgSource = 'kind' in source ? source : undefined;
-    if (error.retryable) {
-      if (pgSource?.url && error.code === 'query_failed')
-        return { issue: { path: 'source.url', message: error.message } };
-      throw new SourceProbeError(error.message, { cause: error });
-    }
-    const at =
-      error.code === 'unknown_format'
-        ? 'source.format'
-        : pgSource && error.code === 'invalid_request'
-          ? 'source.url'
-          : sourcePath(definition);
-    return { issue: { path: at, message: error.message } };
-  }
-}
-
-/** Listing failures other than "nothing there" are service failures: the source could not be checked. */
-function rethrowUnlessExtract(error: unknown): never {
-  if (error instanceof ExtractError) throw error;
-  const reason = error instanceof Error ? error.message : String(error);
-  throw new SourceProbeError(`could not list the source: ${reason}`, { cause: error });
-}
-
-function fileProbe(file: string, format: DataFormat, readableDirs: string[]): Probe {
-  const list = `[${sqlString(file)}]`;
-  // As data/extract.ts reads them; DuckDB samples CSV and JSON to type the columns and reads only Parquet metadata.
-  const read =
-    format === 'parquet'
-      ? `read_parquet(${list})`
-      : format === 'csv'
-        ? `read_csv(${list}, header = true, skip = 0)`
-        : `read_json_auto(${list})`;
-  return {
-    readableDirs,
-    createTable: async (engine) => {
-      await engine.run(`CREATE TABLE t AS SELECT * FROM ${read} LIMIT 0`);
-      return describeTable(engine);
-    },
-  };
-}
-
-async function postgresProbe(
-  spec: Extract<SourceSpec, { kind: 'postgres' }>,
-  deps: DefinitionValidationDeps,
-  workDir: string,
-): Promise<Probe> {
-  const refused = whyNotSingleSelect(spec.query);
-  if (refused) throw new ExtractError('invalid_query', spec.display, refused);
-  // The newline ends a trailing `--` comment of the user's query. The export runs it read-only and maps the types.
-  const probe = { ...spec, query: `SELECT * FROM (${spec.query}\n) AS q LIMIT 0` };
-  const exported = await exportPostgresQuery({
-    spec: probe,
-    pool: deps.pgPool,
-    file: path.join(workDir, 'postgres-probe.ndjson'),
-    batchRows: 1,
-    statementTimeoutMs: deps.queryTimeoutMs ?? 10_000,
-  });
-  return {
-    readableDirs: [],
-    createTable: async (engine) => {
-      const columns = exported.columns.map((c) => `${sqlIdentifier(c.name)} ${c.duckdbType}`);
-      await engine.run(`CREATE TABLE t (${columns.join(', ')})`);
-      return describeTable(engine);
-    },
-  };
-}
-
-async function describeTable(engine: DataEngine): Promise<SourceColumn[]> {
-  const rows = await engine.rows<{ column_name: string; column_type: string }>('DESCRIBE t');
-  return rows.map((r) => ({ name: r.column_name, type: r.column_type }));
-}
-
-/**
- * The first file (by path) a local path, folder or glob matches, and the format of the matches.
- *
- * @throws ExtractError `source_not_found` when nothing matches; `unknown_format` when the format cannot be told.
- */
-async function firstLocalFile(
-  spec: Extract<SourceSpec, { kind: 'file' }>,
-  requested: DataFormat | undefined,
-): Promise<{ file: string; format: DataFormat }> {
-  const { paths, format } = await listLocalFiles(spec, requested);
-  return { file: paths[0]!, format };
 }

@@ -243,7 +243,7 @@ async function main(): Promise<void> {
       NonNullable<TrainingPipelineResult['model']>,
     ];
     if (v1.versionId === v2.versionId) throw new Error('the rollout pipeline trained one version twice');
-    await storage.registry.deploy({
+    await storage.deployments.deploy({
       deploymentName: roll,
       modelName: roll,
       versionId: v1.versionId,
@@ -268,7 +268,7 @@ async function main(): Promise<void> {
     await record('rollout-rolled-back', judged.workflowId);
     const cancelled = await startDeploymentRollout(rollouts, canary(3600), roll);
     const deadline = Date.now() + 60_000;
-    while (!(await storage.registry.activeRevisions(roll)).some((r) => r.role === 'challenger')) {
+    while (!(await storage.deployments.activeRevisions(roll)).some((r) => r.role === 'challenger')) {
       if (Date.now() > deadline) throw new Error(`${cancelled.workflowId}: the canary never started`);
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -10,17 +10,18 @@ import { createRouter } from './router.js';
 import type { PipelineRunnerDeps } from '../pipelines/runs.js';
 import type { DefinitionValidationDeps } from '../pipelines/validate-definition.js';
 import type { PipelineStore } from '../storage/pipeline-store.js';
+import type { DeploymentStore } from '../storage/deployment-store.js';
 import type { RegistryStore } from '../storage/registry-store.js';
-import { batchPredictions, modelBatchPredictions } from './routes/batch-predictions.js';
+import { batchPredictions } from './routes/batch-predictions.js';
 import { datasets, type DatasetsDeps } from './routes/datasets.js';
+import { deployments } from './routes/deployments.js';
 import { docs } from './routes/docs.js';
 import { health } from './routes/health.js';
-import { deployments, models } from './routes/models.js';
-import { deploymentRollouts } from './routes/deployments.js';
+import { models } from './routes/models.js';
 import { pipelines } from './routes/pipelines.js';
 import { pipelineRuns, runs } from './routes/runs.js';
 import { metrics } from './routes/metrics.js';
-import { predict, type PredictDeps } from './routes/predict.js';
+import type { PredictDeps } from './routes/predict.js';
 
 /**
  * Everything the HTTP API needs, built once by the entry point and handed to `createApp`. Each resource's sub-app
@@ -38,7 +39,12 @@ export interface ApiDeps {
   /** Bound on each readiness check in milliseconds. Default 2000. */
   readonly readinessTimeoutMs?: number;
   /** The platform's stores; the resources that read or change state are mounted when they are given. */
-  readonly stores?: DatasetsDeps['stores'] & { readonly pipelines?: PipelineStore; readonly registry?: RegistryStore };
+  readonly stores?: DatasetsDeps['stores'] & {
+    readonly pipelines?: PipelineStore;
+    readonly registry?: RegistryStore;
+    /** Mounted with `registry`: `/v1/deployments` needs both. */
+    readonly deployments?: DeploymentStore;
+  };
   /**
    * How pipeline definitions' sources are probed to check their columns (S3 objects, the platform database, a
    * scratch folder). Default: local sources only.
@@ -84,23 +90,20 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
     app.route('/v1/pipelines', pipelineRuns(runsDeps));
     app.route('/v1/runs', runs(runsDeps));
   }
-  if (deps.stores?.registry) {
-    app.route('/v1/models', models({ registry: deps.stores.registry }));
-    app.route('/v1/deployments', deployments({ registry: deps.stores.registry }));
-    // Canaries run as workflows on the main task queue (the runner's); shadow and replace need the registry only.
-    app.route('/v1/deployments', deploymentRollouts({ registry: deps.stores.registry, rollouts: deps.runner }));
+  // One mount per resource; a resource's file mounts its sub-resources (see the top of each routes/ file).
+  const registry = deps.stores?.registry;
+  const batchDeps =
+    deps.runner && registry ? { runner: deps.runner, registry, temporalUiUrl: deps.temporalUiUrl } : undefined;
+  if (registry || deps.serving) {
+    app.route('/v1/models', models({ registry, batchPredictions: batchDeps, serving: deps.serving }));
   }
-
-  if (deps.runner && deps.stores?.registry) {
-    const batchDeps = { runner: deps.runner, registry: deps.stores.registry, temporalUiUrl: deps.temporalUiUrl };
-    app.route('/v1/models', modelBatchPredictions(batchDeps));
-    app.route('/v1/batch-predictions', batchPredictions(batchDeps));
+  const deploymentStore = deps.stores?.deployments;
+  if (registry && deploymentStore) {
+    // Canaries run as workflows on the main task queue (the runner's); shadow and replace need the stores only.
+    app.route('/v1/deployments', deployments({ registry, deployments: deploymentStore, rollouts: deps.runner }));
   }
-
-  if (deps.serving) {
-    app.route('/v1/models', predict(deps.serving));
-    app.route('/', metrics(deps.serving));
-  }
+  if (batchDeps) app.route('/v1/batch-predictions', batchPredictions(batchDeps));
+  if (deps.serving) app.route('/', metrics(deps.serving));
 
   app.doc31(OPENAPI_PATH, (c) => ({
     openapi: '3.1.0',

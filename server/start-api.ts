@@ -29,6 +29,7 @@ export async function startApi(options: {
   const storage = openStorage(endpoints, { logger, applicationName: 'mlops-api', poolSize: 10 });
   const serving = createServing({
     registry: storage.registry,
+    deployments: storage.deployments,
     artifacts: storage.artifacts,
     databaseUrl: endpoints.databaseUrl,
     logger,

@@ -8,13 +8,10 @@ import type { ArtifactStore } from '../storage/artifact-store.js';
 import { InferenceThreadPool } from './inference-thread-pool.js';
 import { onnxModelLoader } from './load-model.js';
 import { ServingMetrics } from './metrics.js';
-import { ModelPool, type ModelPoolOptions, type PoolRegistry } from './model-pool.js';
-import {
-  createPredictionLogWriter,
-  shadowLogRecord,
-  type PredictionLogOptions,
-  type PredictionLogWriter,
-} from './prediction-log.js';
+import { ModelPool, type ModelPoolOptions, type PoolDeployments, type PoolRegistry } from './model-pool.js';
+import type { PredictionLogOptions, PredictionLogWriter } from './prediction-log.js';
+import { createPredictionLogWriter } from './prediction-log-postgres.js';
+import { shadowLogRecord } from './prediction-log-records.js';
 
 export { MicroBatcher, BatcherOverloadedError, type BatchSlice, type MicroBatcherOptions } from './batcher.js';
 export { LoadedModel, type Prediction, type ScoringSession } from './loaded-model.js';
@@ -31,27 +28,28 @@ export {
 export { ServingMetrics, UNRESOLVED } from './metrics.js';
 export {
   ModelPool,
-  ModelUnavailableError,
-  ServingNotFoundError,
   type DeploymentStatus,
   type ModelPoolOptions,
+  type PoolDeployments,
   type PoolRegistry,
-  type VersionRef,
 } from './model-pool.js';
+export { ModelUnavailableError, ServingNotFoundError } from './pool-errors.js';
+export type { VersionRef } from './explicit-versions.js';
 export {
-  createPredictionLogWriter,
   isRejectedRowsError,
-  postgresPredictionLogSink,
   PredictionLogWriter,
   PREDICTION_LOG_DEFAULTS,
-  requestSample,
-  shadowLogRecord,
   type PredictionLogOptions,
-  type PredictionLogRecord,
-  type PredictionLogRow,
   type PredictionLogSink,
   type PredictionLogStats,
 } from './prediction-log.js';
+export { createPredictionLogWriter, postgresPredictionLogSink } from './prediction-log-postgres.js';
+export {
+  requestSample,
+  shadowLogRecord,
+  type PredictionLogRecord,
+  type PredictionLogRow,
+} from './prediction-log-records.js';
 export { pickTarget, RoutingTable, type DeploymentRoute, type RouteTarget } from './routing.js';
 export { compileSignature, parsePredictBody, validateInstances, PredictRequestError } from './signature.js';
 
@@ -101,11 +99,12 @@ export interface Serving {
 }
 
 /**
- * Builds the pool (not started: call `pool.start()`) and its metrics over the platform's registry and artifact
- * store. `databaseUrl` is the LISTEN connection's.
+ * Builds the pool (not started: call `pool.start()`) and its metrics over the platform's registry, deployments and
+ * artifact store. `databaseUrl` is the LISTEN connection's.
  */
 export function createServing(deps: {
   registry: PoolRegistry;
+  deployments: PoolDeployments;
   artifacts: Pick<ArtifactStore, 'get'>;
   databaseUrl?: string;
   logger: Logger;
@@ -121,6 +120,7 @@ export function createServing(deps: {
   const threads = new InferenceThreadPool();
   const pool = new ModelPool({
     registry: deps.registry,
+    deployments: deps.deployments,
     metrics,
     logger,
     ...(deps.databaseUrl ? { databaseUrl: deps.databaseUrl } : {}),

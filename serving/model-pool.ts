@@ -18,32 +18,34 @@
  *   sticky key, by a hash of that field's value in the request (see routing.ts); `acquireTarget` tells the caller
  *   which role answered. Shadows: `shadow()` scores a copy of an answered request on each shadow version off the
  *   request path and hands the answers to `onShadowResult` (the prediction log), never to the caller.
+ *
+ * The pool routes and refreshes; the sessions are loaded-versions.ts's, explicit references explicit-versions.ts's
+ * and shadow scoring shadow-scorer.ts's.
  */
-import { Counter } from 'prom-client';
 import type { Logger } from '../core/logger.js';
-import type { ModelVersion } from '../schema/registry.js';
-import {
-  CHAMPION_ALIAS,
-  DEPLOYMENTS_CHANNEL,
-  STICKY_KEY_CONFIG,
-  type RegistryStore,
-} from '../storage/registry-store.js';
+import { DEPLOYMENTS_CHANNEL, STICKY_KEY_CONFIG, type DeploymentStore } from '../storage/deployment-store.js';
+import { CHAMPION_ALIAS } from '../storage/registry-common.js';
+import type { RegistryStore } from '../storage/registry-store.js';
 import { DeploymentListener } from './deployment-listener.js';
-import type { LoadedModel, ModelIdentity, Prediction } from './loaded-model.js';
+import { ExplicitVersions, type VersionRef } from './explicit-versions.js';
+import type { LoadedModel } from './loaded-model.js';
+import { LoadedVersions } from './loaded-versions.js';
 import type { ModelLoader } from './load-model.js';
 import type { ServingMetrics } from './metrics.js';
+import { errorMessage, ModelUnavailableError, ServingNotFoundError } from './pool-errors.js';
 import { pickTarget, RoutingTable, type DeploymentRoute, type RouteTarget } from './routing.js';
-import { validateInstances, type Instance } from './signature.js';
-import { DomainError, type DomainErrorOptions } from '../core/errors.js';
+import { ShadowScorer, type ShadowResultHandler } from './shadow-scorer.js';
+import type { Instance } from './signature.js';
 
-/** The registry reads the pool makes. */
-export type PoolRegistry = Pick<
-  RegistryStore,
-  'listDeployments' | 'getDeployment' | 'activeRevisions' | 'getVersion' | 'getVersionById' | 'getModel'
->;
+/** The registry reads the pool makes (for its loaded and explicitly addressed versions). */
+export type PoolRegistry = Pick<RegistryStore, 'getVersion' | 'getVersionById' | 'getModel'>;
+
+/** The deployment reads the pool makes (what each deployment serves). */
+export type PoolDeployments = Pick<DeploymentStore, 'listDeployments' | 'getDeployment' | 'activeRevisions'>;
 
 export interface ModelPoolOptions {
   readonly registry: PoolRegistry;
+  readonly deployments: PoolDeployments;
   readonly loadModel: ModelLoader;
   readonly metrics: ServingMetrics;
   readonly logger: Logger;
@@ -81,50 +83,6 @@ export interface RouteRequest extends VersionRef {
   readonly instances?: readonly Instance[] | undefined;
 }
 
-/** One shadow version's answer to a copy of a request: logged, never returned. */
-export interface ShadowResult {
-  readonly deployment: string;
-  /** The id of the request whose instances were copied. */
-  readonly requestId: string;
-  readonly model: Pick<ModelIdentity, 'name' | 'version' | 'versionId'>;
-  readonly instances: readonly Instance[];
-  /** One per instance, when the shadow scored them. */
-  readonly predictions?: readonly Prediction[];
-  /** Why the shadow could not score them (the instances do not fit its signature, the run failed, ...). */
-  readonly error?: string;
-  /** When scoring the copy began. */
-  readonly startedAt: Date;
-  /** From scoring's start to its end, in ms. */
-  readonly latencyMs: number;
-}
-
-/** Called with each shadow result; what it throws is swallowed (and counted). */
-export type ShadowResultHandler = (result: ShadowResult) => void;
-
-/** Which version an explicit request addresses. */
-export interface VersionRef {
-  readonly version?: number | undefined;
-  readonly alias?: string | undefined;
-}
-
-/** Thrown when the addressed deployment, model or version does not exist (404). */
-export class ServingNotFoundError extends DomainError {
-  override readonly name = 'ServingNotFoundError';
-  override readonly code: 'model_not_found' | 'model_version_not_found';
-  constructor(code: 'model_not_found' | 'model_version_not_found', message: string) {
-    super('not_found', message, { code });
-    this.code = code;
-  }
-}
-
-/** Thrown when the addressed model exists but cannot answer now (it failed to load); worth retrying (503). */
-export class ModelUnavailableError extends DomainError {
-  override readonly name = 'ModelUnavailableError';
-  constructor(message: string, options?: DomainErrorOptions) {
-    super('unavailable', message, { code: 'model_unavailable', ...options });
-  }
-}
-
 /** What a deployment serves right now, for status pages and tests. */
 export interface DeploymentStatus {
   readonly deployment: string;
@@ -141,74 +99,54 @@ export interface DeploymentStatus {
   }[];
 }
 
-interface CachedRef {
-  readonly versionId: string;
-  /** performance.now() after which the reference is resolved again; Infinity for version numbers. */
-  readonly expires: number;
-}
-
-const MAX_CACHED_REFS = 10_000;
 const ACQUIRE_ATTEMPTS = 3;
 
-function describeRef(ref: VersionRef): string {
-  return ref.version !== undefined ? `version ${ref.version}` : `alias ${ref.alias}`;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 export class ModelPool {
-  readonly #registry: PoolRegistry;
-  readonly #loadModel: ModelLoader;
-  readonly #metrics: ServingMetrics;
+  readonly #deploymentStore: PoolDeployments;
   readonly #logger: Logger;
   readonly #pollIntervalMs: number;
-  readonly #aliasTtlMs: number;
-  readonly #explicitIdleMs: number;
-  readonly #maxExplicit: number;
   readonly #routes = new RoutingTable();
   /** Every deployment known to exist → the model it serves. */
   readonly #deployments = new Map<string, string>();
-  /** Live sessions by version id. */
-  readonly #loaded = new Map<string, LoadedModel>();
-  /** Loads in progress by version id (concurrent askers share one load). */
-  readonly #loading = new Map<string, Promise<LoadedModel>>();
-  /** Models a refresh holds between loading them and swapping them in: never collected meanwhile. */
-  readonly #pinned = new Map<LoadedModel, number>();
-  /** `model\0#3` and `model\0@alias` → version id. */
-  readonly #refs = new Map<string, CachedRef>();
+  /** Live sessions by version id, their loading and their retirement. */
+  readonly #versions: LoadedVersions;
+  /** Versions addressed by number or alias (or a model name: its champion), resolved and loaded on demand. */
+  readonly #explicit: ExplicitVersions;
   readonly #refreshes = new Map<string, { again: boolean; done: Promise<void> }>();
   /** The last failed load per deployment (until a refresh succeeds), for the 503 message. */
   readonly #failures = new Map<string, string>();
-  /** Versions that failed to load: requests addressing them explicitly get a 503 without a new attempt for a while. */
-  readonly #recentFailures = new Map<string, { readonly message: string; readonly until: number }>();
-  readonly #loadRetryMs: number;
   readonly #listener: DeploymentListener | undefined;
-  /** A RouteTarget per explicitly addressed model, built once (its role is champion; no deployment). */
-  readonly #explicitTargets = new WeakMap<LoadedModel, RouteTarget>();
   readonly #onShadowResult: ShadowResultHandler | undefined;
-  readonly #maxShadowInFlight: number;
-  readonly #shadowResults: Counter<'model' | 'version' | 'result'>;
-  #shadowInFlight = 0;
+  readonly #shadows: ShadowScorer;
   #refreshingAll: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #initialLoadDone = false;
 
   constructor(options: ModelPoolOptions) {
-    this.#registry = options.registry;
-    this.#loadModel = options.loadModel;
-    this.#metrics = options.metrics;
+    this.#deploymentStore = options.deployments;
     this.#logger = options.logger;
     this.#pollIntervalMs = options.pollIntervalMs ?? 30_000;
-    this.#aliasTtlMs = options.aliasTtlMs ?? 5_000;
-    this.#explicitIdleMs = options.explicitIdleMs ?? 10 * 60_000;
-    this.#maxExplicit = options.maxExplicitModels ?? 8;
-    this.#loadRetryMs = options.loadRetryMs ?? 5_000;
+    this.#versions = new LoadedVersions({
+      registry: options.registry,
+      loadModel: options.loadModel,
+      metrics: options.metrics,
+      logger: options.logger,
+      explicitIdleMs: options.explicitIdleMs ?? 10 * 60_000,
+      maxExplicit: options.maxExplicitModels ?? 8,
+      loadRetryMs: options.loadRetryMs ?? 5_000,
+    });
+    this.#explicit = new ExplicitVersions({
+      registry: options.registry,
+      versions: this.#versions,
+      aliasTtlMs: options.aliasTtlMs ?? 5_000,
+    });
     this.#onShadowResult = options.onShadowResult;
-    this.#maxShadowInFlight = options.maxShadowInFlight ?? 64;
-    this.#shadowResults = shadowCounter(options.metrics);
+    this.#shadows = new ShadowScorer({
+      metrics: options.metrics,
+      logger: options.logger,
+      maxInFlight: options.maxShadowInFlight ?? 64,
+    });
     if ((options.listen ?? true) && options.databaseUrl) {
       this.#listener = new DeploymentListener({
         connectionString: options.databaseUrl,
@@ -262,13 +200,11 @@ export class ModelPool {
   /** Stops listening and polling and releases every session (after in-flight requests). */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#versions.close();
     clearInterval(this.#timer);
     await this.#listener?.close();
     await Promise.allSettled([...this.#refreshes.values()].map((r) => r.done));
-    const releases = [...this.#loaded.values()].map((m) => m.retire());
-    this.#loaded.clear();
-    this.#metrics.loadedModels.set(0);
-    await Promise.allSettled(releases);
+    await this.#versions.retireAll();
   }
 
   /**
@@ -314,25 +250,12 @@ export class ModelPool {
   ): void {
     const route = this.#routes.get(deployment);
     if (route === undefined || route.shadows.length === 0 || this.#closed) return;
-    for (const target of route.shadows) {
-      const model = target.model;
-      if (this.#shadowInFlight >= this.#maxShadowInFlight || !model.acquire()) {
-        this.#countShadow(model, 'dropped');
-        continue;
-      }
-      this.#shadowInFlight++;
-      setImmediate(() => {
-        void this.#scoreShadow(deployment, model, instances, requestId, onResult).finally(() => {
-          this.#shadowInFlight--;
-          model.release();
-        });
-      });
-    }
+    this.#shadows.score(deployment, route.shadows, instances, requestId, onResult);
   }
 
   /** Shadow copies being scored now. */
   get shadowInFlight(): number {
-    return this.#shadowInFlight;
+    return this.#shadows.inFlight;
   }
 
   /** Every deployment's route, by deployment name. */
@@ -357,7 +280,7 @@ export class ModelPool {
 
   /** The loaded sessions, by version id (routed and explicit). */
   loadedVersionIds(): string[] {
-    return [...this.#loaded.keys()];
+    return this.#versions.versionIds();
   }
 
   /** Re-reads every deployment (and forgets deleted ones). Concurrent calls share one pass. */
@@ -402,31 +325,9 @@ export class ModelPool {
       const route = this.#routes.get(name);
       if (route) return pickTarget(route, Math.random, ref.instances?.[0]);
       if (this.#deployments.has(name)) return undefined;
-      return this.#explicitTarget(this.#cachedRef(`${name}\u0000@${CHAMPION_ALIAS}`));
+      return this.#explicit.cached(name, { alias: CHAMPION_ALIAS });
     }
-    const modelName = this.#deployments.get(name) ?? name;
-    const key = ref.version !== undefined ? `${modelName}\u0000#${ref.version}` : `${modelName}\u0000@${ref.alias}`;
-    return this.#explicitTarget(this.#cachedRef(key));
-  }
-
-  #explicitTarget(model: LoadedModel): RouteTarget;
-  #explicitTarget(model: LoadedModel | undefined): RouteTarget | undefined;
-  #explicitTarget(model: LoadedModel | undefined): RouteTarget | undefined {
-    if (model === undefined) return undefined;
-    let target = this.#explicitTargets.get(model);
-    if (target === undefined) {
-      target = Object.freeze({ model, revisionId: '', role: 'champion', trafficPercent: 100, deployment: undefined });
-      this.#explicitTargets.set(model, target);
-    }
-    return target;
-  }
-
-  #cachedRef(key: string): LoadedModel | undefined {
-    const cached = this.#refs.get(key);
-    if (cached === undefined || cached.expires < performance.now()) return undefined;
-    const model = this.#loaded.get(cached.versionId);
-    if (model !== undefined) model.lastExplicitUse = performance.now();
-    return model;
+    return this.#explicit.cached(this.#deployments.get(name) ?? name, ref);
   }
 
   async #acquireSlowly(name: string, ref: RouteRequest): Promise<RouteTarget> {
@@ -440,7 +341,7 @@ export class ModelPool {
   async #resolve(name: string, ref: RouteRequest): Promise<RouteTarget> {
     let modelName = this.#deployments.get(name);
     if (modelName === undefined) {
-      const deployment = await this.#registry.getDeployment(name);
+      const deployment = await this.#deploymentStore.getDeployment(name);
       if (deployment) {
         modelName = deployment.modelName;
         this.#deployments.set(name, modelName);
@@ -463,130 +364,13 @@ export class ModelPool {
           : `deployment ${name} has no active revision to serve`,
       );
     }
-    const target = modelName ?? name;
-    const model = await this.#explicit(target, explicit ? ref : { alias: CHAMPION_ALIAS }, !explicit);
-    return this.#explicitTarget(model);
-  }
-
-  /** The version of `modelName` that `ref` names, loaded. `viaChampion`: the request named a model, no version. */
-  async #explicit(modelName: string, ref: VersionRef, viaChampion: boolean): Promise<LoadedModel> {
-    const key = ref.version !== undefined ? `${modelName}\u0000#${ref.version}` : `${modelName}\u0000@${ref.alias}`;
-    const cached = this.#refs.get(key);
-    let versionId: string;
-    let version: ModelVersion | undefined;
-    if (cached !== undefined && cached.expires >= performance.now()) {
-      versionId = cached.versionId;
-    } else {
-      version = await this.#registry.getVersion(modelName, ref.version ?? ref.alias!);
-      if (!version) {
-        const model = await this.#registry.getModel(modelName);
-        if (!model) throw new ServingNotFoundError('model_not_found', `no deployment or model is named ${modelName}`);
-        if (viaChampion) {
-          throw new ServingNotFoundError(
-            'model_version_not_found',
-            `model ${modelName} has no deployed version; give a version or alias`,
-          );
-        }
-        throw new ServingNotFoundError(
-          'model_version_not_found',
-          ref.version !== undefined
-            ? `model ${modelName} has no version ${ref.version}`
-            : `model ${modelName} has no alias ${ref.alias}`,
-        );
-      }
-      versionId = version.id;
-      if (this.#refs.size >= MAX_CACHED_REFS) this.#refs.clear();
-      this.#refs.set(key, {
-        versionId,
-        // A version number names the same version forever; an alias moves.
-        expires: ref.version !== undefined ? Infinity : performance.now() + this.#aliasTtlMs,
-      });
-    }
-    const failed = this.#recentFailures.get(versionId);
-    if (failed !== undefined && failed.until > performance.now()) {
-      throw new ModelUnavailableError(
-        `model ${modelName} (${describeRef(ref)}) could not be loaded: ${failed.message}`,
-      );
-    }
-    try {
-      const model = await this.#loadVersion(modelName, versionId, version, true);
-      model.lastExplicitUse = performance.now();
-      return model;
-    } catch (error) {
-      if (error instanceof ServingNotFoundError) throw error;
-      throw new ModelUnavailableError(
-        `model ${modelName} (${describeRef(ref)}) could not be loaded: ${errorMessage(error)}`,
-        { cause: error },
-      );
-    }
-  }
-
-  // ---- loading ----------------------------------------------------------------------------------------------------
-
-  /** The live session of the version, loading it once however many ask at the same time. */
-  #loadVersion(
-    modelName: string,
-    versionId: string,
-    known: ModelVersion | undefined,
-    explicit: boolean,
-  ): Promise<LoadedModel> {
-    const loaded = this.#loaded.get(versionId);
-    if (loaded !== undefined && !loaded.retired) {
-      if (explicit) loaded.lastExplicitUse = performance.now();
-      return Promise.resolve(loaded);
-    }
-    let loading = this.#loading.get(versionId);
-    if (loading === undefined) {
-      loading = this.#load(modelName, versionId, known).finally(() => this.#loading.delete(versionId));
-      this.#loading.set(versionId, loading);
-    }
-    if (!explicit) return loading;
-    return loading.then((model) => {
-      model.lastExplicitUse = performance.now();
-      return model;
-    });
-  }
-
-  async #load(modelName: string, versionId: string, known: ModelVersion | undefined): Promise<LoadedModel> {
-    const version = known ?? (await this.#registry.getVersionById(versionId));
-    if (!version)
-      throw new ServingNotFoundError('model_version_not_found', `model version ${versionId} does not exist`);
-    const labels = { model: modelName, version: String(version.version) };
-    const started = performance.now();
-    let model: LoadedModel;
-    try {
-      model = await this.#loadModel(modelName, version);
-    } catch (error) {
-      this.#recentFailures.set(versionId, {
-        message: errorMessage(error),
-        until: performance.now() + this.#loadRetryMs,
-      });
-      this.#metrics.modelLoads.inc({ ...labels, result: 'failure' });
-      this.#logger.error(
-        { err: error, model: modelName, version: version.version, versionId, onnxUri: version.onnxUri },
-        'serving: a model version failed to load; it is not served (retried on the next notification or poll)',
-      );
-      throw error;
-    }
-    this.#recentFailures.delete(versionId);
-    this.#metrics.modelLoads.inc({ ...labels, result: 'success' });
-    if (this.#closed) {
-      await model.retire();
-      throw new ModelUnavailableError('the model pool is closed');
-    }
-    this.#loaded.set(versionId, model);
-    this.#metrics.loadedModels.set(this.#loaded.size);
-    this.#logger.info(
-      { model: modelName, version: version.version, versionId, loadMs: Math.round(performance.now() - started) },
-      'serving: model version loaded',
-    );
-    return model;
+    return this.#explicit.resolve(modelName ?? name, explicit ? ref : { alias: CHAMPION_ALIAS }, !explicit);
   }
 
   // ---- refreshing -------------------------------------------------------------------------------------------------
 
   async #refreshAllOnce(): Promise<void> {
-    const deployments = await this.#registry.listDeployments();
+    const deployments = await this.#deploymentStore.listDeployments();
     const names = new Set(deployments.map((d) => d.name));
     for (const d of deployments) this.#deployments.set(d.name, d.modelName);
     for (const name of [...this.#deployments.keys()]) {
@@ -609,9 +393,9 @@ export class ModelPool {
   }
 
   async #refreshOnce(name: string): Promise<void> {
-    const revisions = await this.#registry.activeRevisions(name);
+    const revisions = await this.#deploymentStore.activeRevisions(name);
     if (revisions.length === 0) {
-      const deployment = await this.#registry.getDeployment(name);
+      const deployment = await this.#deploymentStore.getDeployment(name);
       if (!deployment) this.#deployments.delete(name);
       this.#unroute(name, deployment ? 'the deployment has no active revision' : 'the deployment no longer exists');
       return;
@@ -621,7 +405,7 @@ export class ModelPool {
     if (current?.revisionKey === revisionKey) return;
 
     // Read on every change of the revisions: the sticky key changes with them (a canary starts or ends).
-    const deployment = await this.#registry.getDeployment(name);
+    const deployment = await this.#deploymentStore.getDeployment(name);
     if (deployment === undefined) return;
     const modelName = deployment.modelName;
     this.#deployments.set(name, modelName);
@@ -631,8 +415,8 @@ export class ModelPool {
     const pinned: LoadedModel[] = [];
     try {
       for (const revision of revisions) {
-        const model = await this.#loadVersion(modelName, revision.versionId, undefined, false);
-        this.#pin(model);
+        const model = await this.#versions.load(modelName, revision.versionId, undefined, false);
+        this.#versions.pin(model);
         pinned.push(model);
         targets.push({
           model,
@@ -680,7 +464,7 @@ export class ModelPool {
       );
       return;
     } finally {
-      for (const model of pinned) this.#unpin(model);
+      for (const model of pinned) this.#versions.unpin(model);
       // Releases what the swap replaced, or what a failed refresh loaded for nothing.
       this.#collect();
     }
@@ -694,43 +478,9 @@ export class ModelPool {
     }
   }
 
-  #pin(model: LoadedModel): void {
-    this.#pinned.set(model, (this.#pinned.get(model) ?? 0) + 1);
-  }
-
-  #unpin(model: LoadedModel): void {
-    const count = (this.#pinned.get(model) ?? 1) - 1;
-    if (count <= 0) this.#pinned.delete(model);
-    else this.#pinned.set(model, count);
-  }
-
   /** Retires every session no route references, unless explicitly used recently (the most recent few only). */
   #collect(): void {
-    const routed = this.#routes.routedModels();
-    const now = performance.now();
-    const explicit: [string, LoadedModel][] = [];
-    for (const [versionId, model] of this.#loaded) {
-      if (routed.has(model) || this.#pinned.has(model)) continue;
-      if (model.lastExplicitUse > 0 && now - model.lastExplicitUse < this.#explicitIdleMs) {
-        explicit.push([versionId, model]);
-        continue;
-      }
-      this.#retire(versionId, model);
-    }
-    if (explicit.length > this.#maxExplicit) {
-      explicit.sort((a, b) => b[1].lastExplicitUse - a[1].lastExplicitUse);
-      for (const [versionId, model] of explicit.slice(this.#maxExplicit)) this.#retire(versionId, model);
-    }
-  }
-
-  #retire(versionId: string, model: LoadedModel): void {
-    this.#loaded.delete(versionId);
-    this.#metrics.loadedModels.set(this.#loaded.size);
-    this.#logger.info(
-      { model: model.identity.name, version: model.identity.version, versionId, inFlight: model.refs },
-      'serving: model version retired; its session is released once in-flight requests finish',
-    );
-    void model.retire();
+    this.#versions.collect(this.#routes.routedModels());
   }
 
   #onNotification(payload: string): void {
@@ -747,62 +497,7 @@ export class ModelPool {
     }
   }
 
-  async #scoreShadow(
-    deployment: string,
-    model: LoadedModel,
-    instances: readonly Instance[],
-    requestId: string,
-    onResult: ShadowResultHandler | undefined,
-  ): Promise<void> {
-    const startedAt = new Date();
-    const started = performance.now();
-    let predictions: Prediction[] | undefined;
-    let error: string | undefined;
-    try {
-      validateInstances(model.signature, { instances, single: false });
-      predictions = model.predictions(await model.score(instances));
-    } catch (e) {
-      error = errorMessage(e);
-    }
-    const result: ShadowResult = {
-      deployment,
-      requestId,
-      model: model.summary,
-      instances,
-      ...(predictions ? { predictions } : {}),
-      ...(error !== undefined ? { error } : {}),
-      startedAt,
-      latencyMs: performance.now() - started,
-    };
-    let outcome: 'success' | 'error' = error === undefined ? 'success' : 'error';
-    try {
-      onResult?.(result);
-    } catch (e) {
-      outcome = 'error';
-      this.#logger.debug({ err: e, deployment }, 'serving: the shadow result handler failed');
-    }
-    this.#countShadow(model, outcome);
-  }
-
-  #countShadow(model: LoadedModel, result: 'success' | 'error' | 'dropped'): void {
-    this.#shadowResults.inc({ model: model.identity.name, version: String(model.identity.version), result });
-  }
-
   #background(work: Promise<void>, what: string): void {
     work.catch((error: unknown) => this.#logger.warn({ err: error }, `serving: ${what} failed; polling retries`));
   }
-}
-
-const SHADOW_METRIC = 'mlops_serving_shadow_predictions_total';
-
-/** The shadow counter on the serving registry, created once per registry (pools may share one). */
-function shadowCounter(metrics: ServingMetrics): Counter<'model' | 'version' | 'result'> {
-  const existing = metrics.registry.getSingleMetric(SHADOW_METRIC);
-  if (existing) return existing as Counter<'model' | 'version' | 'result'>;
-  return new Counter({
-    name: SHADOW_METRIC,
-    help: 'Copies of requests scored by shadow versions, by model, version and result: success, error or dropped.',
-    labelNames: ['model', 'version', 'result'],
-    registers: [metrics.registry],
-  });
 }

@@ -1,8 +1,8 @@
 /**
- * The prediction log's rows in Postgres COPY text format, as the sink in prediction-log.ts streams them into
+ * The prediction log's rows in Postgres COPY text format, as the sink in prediction-log-postgres.ts streams them into
  * `prediction_logs`. Pure: no connection, no I/O.
  */
-import type { PredictionLogRow } from './prediction-log.js';
+import type { PredictionLogRow } from './prediction-log-records.js';
 
 /**
  * The columns in the order the COPY text gives them: the ones a model's rows share first, so that their text is made

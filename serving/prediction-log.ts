@@ -19,50 +19,12 @@
  * - Delivery is at least once: a batch whose commit succeeded but whose acknowledgement was lost with the connection
  *   is written again. Without that rare case, every row that is not counted as dropped or rejected lands once.
  * - Memory is bounded by `queueSize` rows (each holding its instance's and its output's JSON text).
+ *
+ * This file is the queue and its flusher; the records and rows are prediction-log-records.ts's, the Postgres sink and
+ * the API's writer over its own connection prediction-log-postgres.ts's.
  */
-import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../core/logger.js';
-import type { DeploymentRole } from '../schema/deployments.js';
-import type { ShadowResult } from './model-pool.js';
-import { COPY_ROWS, copyText } from './prediction-log-copy.js';
-
-/** One answered request, as the predict route hands it over: one row per instance. */
-export interface PredictionLogRecord {
-  readonly requestId: string;
-  /** When the prediction was made, in ms since the epoch (`Date.now()`). */
-  readonly loggedAt: number;
-  /** The deployment addressed; null when a model (or one of its versions) was addressed directly. */
-  readonly deployment: string | null;
-  readonly model: { readonly name: string; readonly version: number; readonly versionId: string };
-  readonly role: DeploymentRole;
-  /** The instances as received: each one becomes a row's `features` (serialised when the request is queued). */
-  readonly instances: readonly object[];
-  /** Each instance's output as JSON text, in the same order (null or absent for an instance the model failed on). */
-  readonly outputs?: readonly (string | null)[] | undefined;
-  /** Time from the request's arrival to its response, in ms (shared by the request's rows). */
-  readonly latencyMs: number;
-  /** Set when the model failed on these instances. */
-  readonly error?: string | undefined;
-}
-
-/** One row of `prediction_logs`, as the sink receives it (the id is the table's). */
-export interface PredictionLogRow {
-  readonly requestId: string;
-  /** ms since the epoch. */
-  readonly loggedAt: number;
-  readonly deployment: string | null;
-  readonly model: string;
-  readonly versionId: string;
-  readonly version: number;
-  readonly role: DeploymentRole;
-  /** The instance as JSON text. */
-  readonly features: string;
-  /** The output as JSON text. */
-  readonly outputs: string | null;
-  readonly latencyMs: number;
-  readonly error: string | null;
-}
+import { requestSample, rowsOf, type PredictionLogRecord, type PredictionLogRow } from './prediction-log-records.js';
 
 /** Writes one batch atomically (all rows or none), in order; rejects when it could not. */
 export type PredictionLogSink = (rows: readonly PredictionLogRow[]) => Promise<void>;
@@ -494,127 +456,9 @@ export class PredictionLogWriter {
   }
 }
 
-/**
- * A request id's sampling draw: a point in [0, 1) from a 32-bit FNV-1a hash of the id, finished with murmur3's
- * avalanche so that sequential ids spread evenly.
- */
-export function requestSample(requestId: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < requestId.length; i++) {
-    h ^= requestId.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return (h >>> 0) / 4294967296;
-}
-
-/** A shadow's answer to a copy of a request, as a log record (role `shadow`; its own latency). */
-export function shadowLogRecord(result: ShadowResult): PredictionLogRecord {
-  return {
-    requestId: result.requestId,
-    loggedAt: result.startedAt.getTime(),
-    deployment: result.deployment,
-    model: result.model,
-    role: 'shadow',
-    instances: result.instances,
-    outputs: result.predictions?.map((prediction) => JSON.stringify(prediction)),
-    latencyMs: result.latencyMs,
-    error: result.error,
-  };
-}
-
-/** A request's rows, with each instance serialised. */
-function rowsOf(record: PredictionLogRecord): PredictionLogRow[] {
-  const { instances, model, outputs } = record;
-  const rows = new Array<PredictionLogRow>(instances.length);
-  for (let i = 0; i < instances.length; i++) {
-    rows[i] = {
-      requestId: record.requestId,
-      loggedAt: record.loggedAt,
-      deployment: record.deployment,
-      model: model.name,
-      versionId: model.versionId,
-      version: model.version,
-      role: record.role,
-      features: JSON.stringify(instances[i]),
-      outputs: outputs?.[i] ?? null,
-      latencyMs: record.latencyMs,
-      error: record.error ?? null,
-    };
-  }
-  return rows;
-}
-
 function checked(name: string, value: number, min: number, max = Number.POSITIVE_INFINITY): number {
   if (!Number.isFinite(value) || value < min || value > max) {
     throw new RangeError(`prediction log ${name} must be between ${min} and ${max}, got ${value}`);
   }
   return value;
-}
-
-// ---- Postgres ---------------------------------------------------------------------------------------------------
-
-/**
- * A sink that streams each batch into `prediction_logs` with one `COPY ... FROM STDIN` (text format) on a connection
- * of `pool`. COPY is atomic like an INSERT (a refused row fails the whole batch with its SQLSTATE, so the writer's
- * splitting still isolates it) and costs Postgres about half as much per row, and the text it takes is cheaper to
- * build than a JSON document of the rows (BENCHMARKS.md, "Prediction log writes").
- */
-export function postgresPredictionLogSink(pool: Pick<pg.Pool, 'connect'>): PredictionLogSink {
-  return async (rows) => {
-    const client = await pool.connect();
-    let broken: Error | undefined;
-    try {
-      const stream = client.query(copyFrom(COPY_ROWS));
-      await new Promise<void>((resolve, reject) => {
-        stream.on('finish', resolve);
-        stream.on('error', reject);
-        stream.end(copyText(rows));
-      });
-    } catch (error) {
-      // A COPY the server refused leaves the connection usable; anything else (a socket error) may not.
-      if (!isRejectedRowsError(error)) broken = error as Error;
-      throw error;
-    } finally {
-      client.release(broken);
-    }
-  };
-}
-
-export interface PostgresPredictionLogOptions extends PredictionLogOptions {
-  readonly databaseUrl: string;
-  /** Bound on one COPY, in ms (server-side statement_timeout; the client gives up 1 s later). Default 5 000. */
-  readonly statementTimeoutMs?: number;
-  readonly metrics?: PredictionLogMetrics;
-  readonly logger?: Logger;
-  readonly retryMinMs?: number;
-  readonly retryMaxMs?: number;
-}
-
-/**
- * A writer over a dedicated single connection to `databaseUrl` (never the API's pool, so a slow log write cannot
- * hold a connection a request needs). Connecting is lazy: this never fails when Postgres is down.
- */
-export function createPredictionLogWriter(options: PostgresPredictionLogOptions): PredictionLogWriter {
-  const statementTimeoutMs = options.statementTimeoutMs ?? 5_000;
-  const pool = new pg.Pool({
-    connectionString: options.databaseUrl,
-    max: 1,
-    application_name: 'mlops-prediction-log',
-    connectionTimeoutMillis: 2_000,
-    statement_timeout: statementTimeoutMs,
-    query_timeout: statementTimeoutMs + 1_000,
-  });
-  // An idle connection that dies (Postgres restarted) is discarded by the pool; the next write reconnects.
-  pool.on('error', (error) => options.logger?.debug({ err: error }, 'prediction logs: idle connection lost'));
-  const { databaseUrl: _url, statementTimeoutMs: _timeout, ...rest } = options;
-  return new PredictionLogWriter({
-    ...rest,
-    write: postgresPredictionLogSink(pool),
-    onClose: () => pool.end(),
-  });
 }

@@ -6,7 +6,7 @@ import { createLogger } from '../core/logger.js';
 import { exitWithError } from '../core/shutdown.js';
 import { startApi } from '../server/start-api.js';
 import type { ApiServer } from '../server/serve.js';
-import { startDemo, type RunningDemo } from '../demo/flights.js';
+import { startDemo, type RunningDemo } from '../demo/session.js';
 import { startWorkers, type RunningWorkers } from '../workers/run-workers.js';
 import { ManagedProcess } from './managed-process.js';
 import { startStack, type Stack } from './stack.js';

@@ -6,7 +6,8 @@ import { DatasetStore } from './dataset-store.js';
 import { DrizzleMetadataStore, type MetadataStore } from './metadata-store.js';
 import { S3ObjectSource } from './object-source.js';
 import { PipelineStore } from './pipeline-store.js';
-import { RegistryStore } from './registry-store.js';
+import { createDeploymentStore, type DeploymentStore } from './deployment-store.js';
+import { createRegistryStore, type RegistryStore } from './registry-store.js';
 
 /** The platform's stores, opened once per process over the resolved endpoints. */
 export interface PlatformStorage {
@@ -15,7 +16,10 @@ export interface PlatformStorage {
   readonly metadata: MetadataStore;
   readonly datasets: DatasetStore;
   readonly objects: S3ObjectSource;
+  /** Registered models, versions, their statuses and aliases. */
   readonly registry: RegistryStore;
+  /** What each deployment serves (champion, canary, shadows) and its revision history. */
+  readonly deployments: DeploymentStore;
   readonly pipelines: PipelineStore;
   close(): Promise<void>;
 }
@@ -40,7 +44,8 @@ export function openStorage(
     metadata: new DrizzleMetadataStore(database.db),
     datasets: new DatasetStore(database.db),
     objects: new S3ObjectSource(artifacts.client),
-    registry: new RegistryStore(database.db),
+    registry: createRegistryStore(database.db),
+    deployments: createDeploymentStore(database.db),
     pipelines: new PipelineStore(database.db),
     close: () => database.close(),
   };

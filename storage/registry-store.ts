@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, isNull, ne, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, isNull, sql } from 'drizzle-orm';
 import {
   deploymentRevisions,
   deployments,
@@ -6,11 +6,6 @@ import {
   modelVersions,
   modelVersionTransitions,
   registeredModels,
-  type Deployment,
-  type DeploymentConfig,
-  type DeploymentRevision,
-  type DeploymentRole,
-  type DeploymentStrategy,
   type JsonProperties,
   type ModelAlias,
   type ModelBlessing,
@@ -22,21 +17,14 @@ import {
 } from '../schema/index.js';
 import type { Database } from './database.js';
 import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
-import { DomainError, type DomainErrorOptions } from '../core/errors.js';
-
-/** The LISTEN/NOTIFY channel on which every committed deploy is announced (payload: {@link DeploymentNotification}). */
-export const DEPLOYMENTS_CHANNEL = 'mlops_deployments';
-
-/** The alias that names the version a deployment serves; only {@link RegistryStore.deploy} moves it. */
-export const CHAMPION_ALIAS = 'champion';
-
-/** The JSON payload of a notification on {@link DEPLOYMENTS_CHANNEL}. */
-export interface DeploymentNotification {
-  deployment: string;
-  modelName: string;
-  versionId: string;
-  revisionId: string;
-}
+import {
+  CHAMPION_ALIAS,
+  RegistryConflictError,
+  RegistryNotFoundError,
+  UUID,
+  versionOfModel,
+  type Transaction,
+} from './registry-common.js';
 
 export interface RegisterVersionInput {
   modelName: string;
@@ -58,116 +46,74 @@ export interface RegisterVersionInput {
   reason: string;
 }
 
-export interface DeployInput {
-  deploymentName: string;
-  modelName: string;
-  versionId: string;
-  actor: string;
-  reason: string;
-}
-
-export interface DeployResult {
-  deployment: Deployment;
-  /** The active champion revision after the call. */
-  revision: DeploymentRevision;
-  /** The version of the champion revision before `revision` in this deployment's history; null for the first. */
-  previousVersionId: string | null;
-  /** False when the version already was the active champion, in which case nothing was written. */
-  changed: boolean;
-}
-
-export interface StartCanaryInput {
-  deploymentName: string;
-  /** The challenger: a blessed version of the deployment's model, other than the champion. */
-  versionId: string;
-  /** The challenger's share of the traffic, 1 to 99; the champion keeps the rest. */
-  trafficPercent: number;
+/**
+ * The model registry: registered models, their numbered, content-keyed versions with an audited status (every
+ * transition records who or what made it and why), and movable aliases. Every write is idempotent, so an activity
+ * retried after its write committed gets the same answer without writing again. What each deployment serves is the
+ * DeploymentStore's (deployment-store.ts); the `champion` alias follows it.
+ */
+export interface RegistryStore {
+  /** Creates the registered model, or returns it; a given description replaces the stored one. Idempotent. */
+  ensureModel(name: string, description?: string): Promise<RegisteredModel>;
   /**
-   * An instance field whose value decides the version deterministically (one key, one version), instead of a random
-   * draw per request. Recorded in the deployment's config.
+   * Registers the ONNX model with this sha256 as the model's next version (creating the model when needed), with
+   * the status its blessing decides and two transitions (null → registered, registered → blessed or rejected), all
+   * in one transaction. Idempotent by (model, sha256): the same bytes again return the existing version with
+   * `created: false` and write nothing. Concurrent registrations get consecutive numbers.
+   *
+   * @throws RegistryNotFoundError when `sourceRunId` or `artifactId` does not exist.
    */
-  stickyKey?: string | undefined;
-  actor: string;
-  reason: string;
+  registerVersion(input: RegisterVersionInput): Promise<{ version: ModelVersion; created: boolean }>;
+  /** The registered model named `name`, or undefined. */
+  getModel(name: string): Promise<RegisteredModel | undefined>;
+  /** Every registered model, by name. */
+  listModels(): Promise<RegisteredModel[]>;
+  /** The model's versions, newest first; empty when the model does not exist. */
+  listVersions(modelName: string): Promise<ModelVersion[]>;
+  /**
+   * One version of the model: a number is the version number, a string is an alias (`champion`, ...). A numeric
+   * string is an alias too; the caller parses path parameters. Undefined when there is no such version.
+   */
+  getVersion(modelName: string, ref: number | string): Promise<ModelVersion | undefined>;
+  /** The version with this id (of any model), or undefined, also for a string that is not a UUID. */
+  getVersionById(id: string): Promise<ModelVersion | undefined>;
+  /** The version the `champion` alias names (the one the last deploy made current), or undefined. */
+  champion(modelName: string): Promise<ModelVersion | undefined>;
+  /**
+   * Points `alias` of the model at the version. Idempotent.
+   *
+   * `actor` and `reason` are accepted for the API's audit trail, but model_aliases has no columns for them yet, so
+   * they are not stored; deployments record theirs in deployment_revisions.
+   *
+   * @throws RegistryNotFoundError when the model does not exist or the version is not one of its versions.
+   * @throws RegistryConflictError for the `champion` alias, which only the DeploymentStore moves (it must name what
+   *   serves).
+   */
+  setAlias(modelName: string, alias: string, versionId: string, actor: string, reason: string): Promise<ModelAlias>;
+  /**
+   * Moves the version to status `to`, recording the transition (from its current status) with who and why; a no-op
+   * returning the version unchanged when it already is in that status.
+   *
+   * @throws RegistryNotFoundError when there is no version `versionId`.
+   * @throws RegistryConflictError when leaving `blessed` while a deployment serves the version: an unblessed version
+   *   is never deployed, so deploy another version first.
+   */
+  transitionStatus(versionId: string, to: ModelVersionStatus, actor: string, reason: string): Promise<ModelVersion>;
+  /** The version's status changes, oldest first (the registration first). */
+  transitions(versionId: string): Promise<ModelVersionTransition[]>;
 }
-
-export interface StartShadowInput {
-  deploymentName: string;
-  /** Scored on copies of the traffic, never answering: a registered or blessed version of the deployment's model. */
-  versionId: string;
-  actor: string;
-  reason: string;
-}
-
-export interface SetChallengerTrafficInput {
-  deploymentName: string;
-  trafficPercent: number;
-  /** When given, the active challenger must be this version. */
-  versionId?: string | undefined;
-  actor: string;
-  reason: string;
-}
-
-/** Ends the active challenger (promotion, rollback) or shadows; `versionId` narrows it to that version. */
-export interface EndRevisionInput {
-  deploymentName: string;
-  versionId?: string | undefined;
-  actor: string;
-  reason: string;
-}
-
-export interface TrafficChangeResult {
-  deployment: Deployment;
-  modelName: string;
-  /** The active revisions after the call, champion first. */
-  active: DeploymentRevision[];
-  /** False when the deployment already was in the asked state, in which case nothing was written. */
-  changed: boolean;
-}
-
-/** The deployment config key naming the instance field that makes canary routing sticky. */
-export const STICKY_KEY_CONFIG = 'stickyKey';
-
-/** A deployment with the name of the model it serves. */
-export type DeploymentSummary = Deployment & { modelName: string };
-
-/** A revision with the number of the version it serves. */
-export type RevisionSummary = DeploymentRevision & { version: number };
-
-/** Thrown when a model, version or deployment named in a write does not exist. */
-export class RegistryNotFoundError extends DomainError {
-  override readonly name = 'RegistryNotFoundError';
-  constructor(message: string, options?: DomainErrorOptions) {
-    super('not_found', message, options);
-  }
-}
-
-/** Thrown when a write contradicts the registry's rules (deploying an unblessed version, ...); retrying cannot fix it. */
-export class RegistryConflictError extends DomainError {
-  override readonly name = 'RegistryConflictError';
-  constructor(message: string, options?: DomainErrorOptions) {
-    super('conflict', message, options);
-  }
-}
-
-type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 // Transitions written in one transaction would share now(); the wall clock keeps their order readable.
 const transitionTime = sql`clock_timestamp()`;
 
-const roleOrder = sql`case ${deploymentRevisions.role} when 'champion' then 0 when 'challenger' then 1 else 2 end`;
-
 /**
- * The model registry and deployments on Postgres: numbered, content-keyed model versions with an audited status,
- * movable aliases, and the revision history of what each deployment served. Every write is idempotent, so an
- * activity retried after its write committed gets the same answer without writing again.
+ * The RegistryStore on Postgres; each guarantee documented on the interface rests on a constraint in schema/registry.ts.
+ * The one read of the deployments' tables is transitionStatus's check that no deployment serves a version it unblesses,
+ * made in the same transaction as the status change.
  */
-export class RegistryStore {
+class DrizzleRegistryStore implements RegistryStore {
   constructor(private readonly db: Database) {}
 
-  /** Creates the registered model, or returns it; a given description replaces the stored one. Idempotent. */
   async ensureModel(name: string, description?: string): Promise<RegisteredModel> {
     const [row] = await this.db
       .insert(registeredModels)
@@ -185,14 +131,6 @@ export class RegistryStore {
     return existing;
   }
 
-  /**
-   * Registers the ONNX model with this sha256 as the model's next version (creating the model when needed), with
-   * the status its blessing decides and two transitions (null → registered, registered → blessed or rejected), all
-   * in one transaction. Idempotent by (model, sha256): the same bytes again return the existing version with
-   * `created: false` and write nothing. Concurrent registrations get consecutive numbers.
-   *
-   * @throws RegistryNotFoundError when `sourceRunId` or `artifactId` does not exist.
-   */
   async registerVersion(input: RegisterVersionInput): Promise<{ version: ModelVersion; created: boolean }> {
     return withNotFound(`pipeline run ${input.sourceRunId ?? '-'} or artifact ${input.artifactId ?? '-'}`, () =>
       this.db.transaction(async (tx) => {
@@ -254,18 +192,15 @@ export class RegistryStore {
     );
   }
 
-  /** The registered model named `name`, or undefined. */
   async getModel(name: string): Promise<RegisteredModel | undefined> {
     const [row] = await this.db.select().from(registeredModels).where(eq(registeredModels.name, name));
     return row;
   }
 
-  /** Every registered model, by name. */
   async listModels(): Promise<RegisteredModel[]> {
     return this.db.select().from(registeredModels).orderBy(asc(registeredModels.name));
   }
 
-  /** The model's versions, newest first; empty when the model does not exist. */
   async listVersions(modelName: string): Promise<ModelVersion[]> {
     const rows = await this.db
       .select({ version: modelVersions })
@@ -276,10 +211,6 @@ export class RegistryStore {
     return rows.map((r) => r.version);
   }
 
-  /**
-   * One version of the model: a number is the version number, a string is an alias (`champion`, ...). A numeric
-   * string is an alias too; the caller parses path parameters. Undefined when there is no such version.
-   */
   async getVersion(modelName: string, ref: number | string): Promise<ModelVersion | undefined> {
     if (typeof ref === 'number') {
       const [row] = await this.db
@@ -298,27 +229,16 @@ export class RegistryStore {
     return row?.version;
   }
 
-  /** The version with this id (of any model), or undefined, also for a string that is not a UUID. */
   async getVersionById(id: string): Promise<ModelVersion | undefined> {
     if (!UUID.test(id)) return undefined;
     const [row] = await this.db.select().from(modelVersions).where(eq(modelVersions.id, id));
     return row;
   }
 
-  /** The version the `champion` alias names (the one the last deploy made current), or undefined. */
   async champion(modelName: string): Promise<ModelVersion | undefined> {
     return this.getVersion(modelName, CHAMPION_ALIAS);
   }
 
-  /**
-   * Points `alias` of the model at the version. Idempotent.
-   *
-   * `actor` and `reason` are accepted for the API's audit trail, but model_aliases has no columns for them yet, so
-   * they are not stored; deployments record theirs in deployment_revisions.
-   *
-   * @throws RegistryNotFoundError when the model does not exist or the version is not one of its versions.
-   * @throws RegistryConflictError for the `champion` alias, which only {@link deploy} moves (it must name what serves).
-   */
   async setAlias(
     modelName: string,
     alias: string,
@@ -329,7 +249,7 @@ export class RegistryStore {
     if (alias === CHAMPION_ALIAS) {
       throw new RegistryConflictError(`the ${CHAMPION_ALIAS} alias follows deployments: deploy the version instead`);
     }
-    const version = await this.versionOfModel(this.db, modelName, versionId);
+    const version = await versionOfModel(this.db, modelName, versionId);
     const [row] = await this.db
       .insert(modelAliases)
       .values({ modelId: version.modelId, alias, versionId })
@@ -338,14 +258,6 @@ export class RegistryStore {
     return row!;
   }
 
-  /**
-   * Moves the version to status `to`, recording the transition (from its current status) with who and why; a no-op
-   * returning the version unchanged when it already is in that status.
-   *
-   * @throws RegistryNotFoundError when there is no version `versionId`.
-   * @throws RegistryConflictError when leaving `blessed` while a deployment serves the version: an unblessed version
-   *   is never deployed, so deploy another version first.
-   */
   async transitionStatus(
     versionId: string,
     to: ModelVersionStatus,
@@ -388,7 +300,6 @@ export class RegistryStore {
     });
   }
 
-  /** The version's status changes, oldest first (the registration first). */
   async transitions(versionId: string): Promise<ModelVersionTransition[]> {
     if (!UUID.test(versionId)) return [];
     return this.db
@@ -397,522 +308,6 @@ export class RegistryStore {
       .where(eq(modelVersionTransitions.versionId, versionId))
       .orderBy(asc(modelVersionTransitions.createdAt), sql`${modelVersionTransitions.fromStatus} is not null`);
   }
-
-  /**
-   * Makes the version the deployment's champion with all of the traffic (strategy `replace`), in one transaction:
-   * creates the deployment if needed, ends every active revision, starts a champion revision at 100 %, moves the
-   * model's `champion` alias, and notifies {@link DEPLOYMENTS_CHANNEL} (delivered on commit only).
-   *
-   * Idempotent: when the version already is the active champion, nothing is written and `changed` is false.
-   * Concurrent deploys to one deployment are serialised by a lock on the deployment row, so exactly one champion
-   * is active afterwards.
-   *
-   * @throws RegistryNotFoundError when the model does not exist or the version is not one of its versions.
-   * @throws RegistryConflictError when the version is not blessed (an unblessed version is never deployed), or the
-   *   deployment already serves another model.
-   */
-  async deploy(input: DeployInput): Promise<DeployResult> {
-    return this.db.transaction(async (tx) => {
-      const model = await this.modelOrThrow(tx, input.modelName);
-      await tx
-        .insert(deployments)
-        .values({ name: input.deploymentName, modelId: model.id, strategy: 'replace' })
-        .onConflictDoNothing({ target: deployments.name });
-      const [deployment] = await tx
-        .select()
-        .from(deployments)
-        .where(eq(deployments.name, input.deploymentName))
-        .for('update');
-      if (!deployment) throw new Error(`deployment ${input.deploymentName} vanished after it was upserted`);
-      if (deployment.modelId !== model.id) {
-        throw new RegistryConflictError(
-          `deployment ${input.deploymentName} serves another model than ${input.modelName}`,
-        );
-      }
-      // A share lock: transitionStatus cannot unbless the version until this deploy has committed.
-      const version = await this.versionOfModel(tx, input.modelName, input.versionId, 'share');
-      if (version.status !== 'blessed') {
-        throw new RegistryConflictError(
-          `model ${input.modelName} version ${version.version} is ${version.status}, not blessed: an unblessed version is never deployed`,
-        );
-      }
-
-      const active = await tx
-        .select()
-        .from(deploymentRevisions)
-        .where(and(eq(deploymentRevisions.deploymentId, deployment.id), isNull(deploymentRevisions.endedAt)));
-      const current = active.find((r) => r.role === 'champion');
-      if (current && current.versionId === input.versionId) {
-        return {
-          deployment,
-          revision: current,
-          previousVersionId: await previousChampion(tx, deployment.id, current),
-          changed: false,
-        };
-      }
-
-      // Read after the lock, so a deploy that waited for another starts after the one it replaces.
-      const now = await tx.execute<{ now: string }>(sql`select clock_timestamp()::text as now`);
-      const at = sql`${now.rows[0]?.now}::timestamptz`;
-      if (active.length > 0) {
-        await tx
-          .update(deploymentRevisions)
-          .set({ endedAt: at })
-          .where(and(eq(deploymentRevisions.deploymentId, deployment.id), isNull(deploymentRevisions.endedAt)));
-      }
-      const [revision] = await tx
-        .insert(deploymentRevisions)
-        .values({
-          deploymentId: deployment.id,
-          versionId: input.versionId,
-          role: 'champion',
-          trafficPercent: 100,
-          reason: input.reason,
-          actor: input.actor,
-          startedAt: at,
-        })
-        .returning();
-      if (!revision) throw new Error(`deployment ${input.deploymentName}: the new revision was not returned`);
-      const [updated] = await tx
-        .update(deployments)
-        .set({ strategy: 'replace' })
-        .where(eq(deployments.id, deployment.id))
-        .returning();
-      await tx
-        .insert(modelAliases)
-        .values({ modelId: model.id, alias: CHAMPION_ALIAS, versionId: input.versionId })
-        .onConflictDoUpdate({
-          target: [modelAliases.modelId, modelAliases.alias],
-          set: { versionId: input.versionId },
-        });
-      const notification: DeploymentNotification = {
-        deployment: input.deploymentName,
-        modelName: input.modelName,
-        versionId: input.versionId,
-        revisionId: revision.id,
-      };
-      await tx.execute(sql`select pg_notify(${DEPLOYMENTS_CHANNEL}, ${JSON.stringify(notification)})`);
-      return {
-        deployment: updated ?? deployment,
-        revision,
-        previousVersionId: current?.versionId ?? (await previousChampion(tx, deployment.id, revision)),
-        changed: true,
-      };
-    });
-  }
-
-  /**
-   * Starts a canary: the version becomes the deployment's challenger with `trafficPercent` % of the requests and the
-   * champion keeps the rest (its revision is ended and a new one started at 100 - p), in one transaction with the
-   * deployment row locked, notified on {@link DEPLOYMENTS_CHANNEL}. `stickyKey` is recorded in the deployment's
-   * config (removed when not given). A version running as a shadow moves to the challenger role.
-   *
-   * Idempotent: the same version at the same share and sticky key changes nothing; the same version at another share
-   * changes the shares (like {@link setChallengerTraffic}).
-   *
-   * @throws RegistryNotFoundError when the deployment does not exist or the version is not one of its model's.
-   * @throws RegistryConflictError when the version is not blessed, is the champion, another canary is running, the
-   *   deployment has no champion, or the share is not an integer from 1 to 99.
-   */
-  async startCanary(input: StartCanaryInput): Promise<TrafficChangeResult> {
-    checkShare(input.trafficPercent);
-    return this.changeTraffic(input.deploymentName, async ({ tx, deployment, modelName, active }) => {
-      const version = await this.versionOfModel(tx, modelName, input.versionId, 'share');
-      if (version.status !== 'blessed') {
-        throw new RegistryConflictError(
-          `model ${modelName} version ${version.version} is ${version.status}, not blessed: an unblessed version never answers requests`,
-        );
-      }
-      const champion = championOf(input.deploymentName, active);
-      if (champion.versionId === input.versionId) {
-        throw new RegistryConflictError(
-          `model ${modelName} version ${version.version} already is the champion of deployment ${input.deploymentName}`,
-        );
-      }
-      const challenger = active.find((r) => r.role === 'challenger');
-      if (challenger && challenger.versionId !== input.versionId) {
-        throw new RegistryConflictError(
-          `deployment ${input.deploymentName} already runs a canary of another version; promote or roll it back first`,
-        );
-      }
-      const stickyKey = input.stickyKey ?? null;
-      const config = withStickyKey(deployment.config, stickyKey);
-      if (
-        challenger &&
-        challenger.trafficPercent === input.trafficPercent &&
-        (deployment.config[STICKY_KEY_CONFIG] ?? null) === stickyKey
-      ) {
-        return null;
-      }
-      const shadow = active.find((r) => r.role === 'shadow' && r.versionId === input.versionId);
-      return {
-        end: [champion, ...(challenger ? [challenger] : []), ...(shadow ? [shadow] : [])],
-        start: [
-          { versionId: champion.versionId, role: 'champion', trafficPercent: 100 - input.trafficPercent },
-          { versionId: input.versionId, role: 'challenger', trafficPercent: input.trafficPercent },
-        ],
-        config,
-        actor: input.actor,
-        reason: input.reason,
-        versionId: input.versionId,
-      };
-    });
-  }
-
-  /**
-   * Changes the shares of the running canary: the champion and challenger revisions are ended and started again at
-   * 100 - p and p. Idempotent: the same share changes nothing.
-   *
-   * @throws RegistryNotFoundError when the deployment does not exist.
-   * @throws RegistryConflictError when no canary runs (or one of another version than `versionId`), or the share is
-   *   not an integer from 1 to 99.
-   */
-  async setChallengerTraffic(input: SetChallengerTrafficInput): Promise<TrafficChangeResult> {
-    checkShare(input.trafficPercent);
-    return this.changeTraffic(input.deploymentName, async ({ active }) => {
-      const champion = championOf(input.deploymentName, active);
-      const challenger = challengerOf(input.deploymentName, active, input.versionId);
-      if (challenger.trafficPercent === input.trafficPercent) return null;
-      return {
-        end: [champion, challenger],
-        start: [
-          { versionId: champion.versionId, role: 'champion', trafficPercent: 100 - input.trafficPercent },
-          { versionId: challenger.versionId, role: 'challenger', trafficPercent: input.trafficPercent },
-        ],
-        actor: input.actor,
-        reason: input.reason,
-        versionId: challenger.versionId,
-      };
-    });
-  }
-
-  /**
-   * Promotes the running canary: the challenger becomes the champion with all of the traffic, the old champion's
-   * revision ends, the model's `champion` alias moves, the sticky key is dropped from the config; shadows keep
-   * running. One transaction, notified.
-   *
-   * Idempotent: when no canary runs and `versionId` already is the champion (a retried promotion), nothing is
-   * written and `changed` is false.
-   *
-   * @throws RegistryNotFoundError when the deployment does not exist.
-   * @throws RegistryConflictError when no canary (of `versionId`) runs, or its version is no longer blessed.
-   */
-  async promoteChallenger(input: EndRevisionInput): Promise<TrafficChangeResult> {
-    return this.changeTraffic(input.deploymentName, async ({ tx, deployment, modelName, active }) => {
-      const champion = championOf(input.deploymentName, active);
-      const running = active.find((r) => r.role === 'challenger');
-      if (!running && input.versionId !== undefined && champion.versionId === input.versionId) return null;
-      const challenger = challengerOf(input.deploymentName, active, input.versionId);
-      const version = await this.versionOfModel(tx, modelName, challenger.versionId, 'share');
-      if (version.status !== 'blessed') {
-        throw new RegistryConflictError(
-          `model ${modelName} version ${version.version} is ${version.status}, not blessed: it cannot become the champion`,
-        );
-      }
-      return {
-        end: [champion, challenger],
-        start: [{ versionId: challenger.versionId, role: 'champion', trafficPercent: 100 }],
-        config: withStickyKey(deployment.config, null),
-        championVersionId: challenger.versionId,
-        actor: input.actor,
-        reason: input.reason,
-        versionId: challenger.versionId,
-      };
-    });
-  }
-
-  /**
-   * Rolls the running canary back: the challenger's revision ends and the champion gets all of the traffic again
-   * (a new champion revision at 100 %, with the reason), the sticky key is dropped from the config. One transaction,
-   * notified.
-   *
-   * Idempotent: when no canary (of `versionId`, when given) runs, nothing is written and `changed` is false.
-   *
-   * @throws RegistryNotFoundError when the deployment does not exist.
-   */
-  async rollbackChallenger(input: EndRevisionInput): Promise<TrafficChangeResult> {
-    return this.changeTraffic(input.deploymentName, async ({ deployment, active }) => {
-      const challenger = active.find((r) => r.role === 'challenger');
-      if (!challenger || (input.versionId !== undefined && challenger.versionId !== input.versionId)) return null;
-      const champion = championOf(input.deploymentName, active);
-      return {
-        end: [champion, challenger],
-        start: [{ versionId: champion.versionId, role: 'champion', trafficPercent: 100 }],
-        config: withStickyKey(deployment.config, null),
-        actor: input.actor,
-        reason: input.reason,
-        versionId: challenger.versionId,
-      };
-    });
-  }
-
-  /**
-   * Starts scoring the version in shadow: a shadow revision at 0 % (it never answers); the champion and a canary are
-   * unchanged. One transaction, notified. Idempotent: a version already in shadow changes nothing.
-   *
-   * @throws RegistryNotFoundError when the deployment does not exist or the version is not one of its model's.
-   * @throws RegistryConflictError when the version is rejected or archived, or already serves as champion or
-   *   challenger, or the deployment has no champion.
-   */
-  async startShadow(input: StartShadowInput): Promise<TrafficChangeResult> {
-    return this.changeTraffic(input.deploymentName, async ({ tx, modelName, active }) => {
-      const version = await this.versionOfModel(tx, modelName, input.versionId, 'share');
-      if (version.status !== 'blessed' && version.status !== 'registered') {
-        throw new RegistryConflictError(
-          `model ${modelName} version ${version.version} is ${version.status}: only registered or blessed versions run in shadow`,
-        );
-      }
-      championOf(input.deploymentName, active);
-      const current = active.find((r) => r.versionId === input.versionId);
-      if (current?.role === 'shadow') return null;
-      if (current) {
-        throw new RegistryConflictError(
-          `model ${modelName} version ${version.version} already serves deployment ${input.deploymentName} as ${current.role}`,
-        );
-      }
-      return {
-        end: [],
-        start: [{ versionId: input.versionId, role: 'shadow', trafficPercent: 0 }],
-        actor: input.actor,
-        reason: input.reason,
-        versionId: input.versionId,
-      };
-    });
-  }
-
-  /**
-   * Stops the deployment's shadows (or the one of `versionId`): their revisions end, and the champion's revision is
-   * started again (same version and share) to record when and why. One transaction, notified. Idempotent: when no
-   * such shadow runs, nothing is written and `changed` is false.
-   *
-   * @throws RegistryNotFoundError when the deployment does not exist.
-   */
-  async stopShadow(input: EndRevisionInput): Promise<TrafficChangeResult> {
-    return this.changeTraffic(input.deploymentName, async ({ active }) => {
-      const shadows = active.filter(
-        (r) => r.role === 'shadow' && (input.versionId === undefined || r.versionId === input.versionId),
-      );
-      if (shadows.length === 0) return null;
-      const champion = championOf(input.deploymentName, active);
-      return {
-        end: [champion, ...shadows],
-        start: [{ versionId: champion.versionId, role: 'champion', trafficPercent: champion.trafficPercent }],
-        actor: input.actor,
-        reason: input.reason,
-        versionId: shadows[0]!.versionId,
-      };
-    });
-  }
-
-  /**
-   * One change of a deployment's traffic: in one transaction with the deployment row locked, `plan` reads the active
-   * revisions and says which to end and which to start (null: nothing to do); then the revisions are ended and
-   * started at one clock_timestamp(), the strategy follows the active roles (canary while a challenger serves, shadow
-   * while only shadows run beside the champion, else replace), the config and `champion` alias are updated when the
-   * plan says so, and the change is notified on {@link DEPLOYMENTS_CHANNEL} (delivered on commit).
-   */
-  private async changeTraffic(
-    deploymentName: string,
-    plan: (state: {
-      tx: Transaction;
-      deployment: Deployment;
-      modelName: string;
-      active: DeploymentRevision[];
-    }) => Promise<TrafficPlan | null>,
-  ): Promise<TrafficChangeResult> {
-    return this.db.transaction(async (tx) => {
-      const [deployment] = await tx
-        .select()
-        .from(deployments)
-        .where(eq(deployments.name, deploymentName))
-        .for('update');
-      if (!deployment) throw new RegistryNotFoundError(`deployment ${deploymentName} does not exist`);
-      const [model] = await tx
-        .select({ name: registeredModels.name })
-        .from(registeredModels)
-        .where(eq(registeredModels.id, deployment.modelId));
-      if (!model) throw new Error(`deployment ${deploymentName}: its model vanished`);
-      const readActive = () =>
-        tx
-          .select()
-          .from(deploymentRevisions)
-          .where(and(eq(deploymentRevisions.deploymentId, deployment.id), isNull(deploymentRevisions.endedAt)))
-          .orderBy(roleOrder, asc(deploymentRevisions.startedAt));
-      const active = await readActive();
-      const change = await plan({ tx, deployment, modelName: model.name, active });
-      if (!change) return { deployment, modelName: model.name, active, changed: false };
-
-      const now = await tx.execute<{ now: string }>(sql`select clock_timestamp()::text as now`);
-      const at = sql`${now.rows[0]?.now}::timestamptz`;
-      if (change.end.length > 0) {
-        await tx
-          .update(deploymentRevisions)
-          .set({ endedAt: at })
-          .where(
-            and(
-              inArray(
-                deploymentRevisions.id,
-                change.end.map((r) => r.id),
-              ),
-              isNull(deploymentRevisions.endedAt),
-            ),
-          );
-      }
-      const started = await tx
-        .insert(deploymentRevisions)
-        .values(
-          change.start.map((s) => ({
-            deploymentId: deployment.id,
-            versionId: s.versionId,
-            role: s.role,
-            trafficPercent: s.trafficPercent,
-            reason: change.reason,
-            actor: change.actor,
-            startedAt: at,
-          })),
-        )
-        .returning();
-      const after = await readActive();
-      const strategy: DeploymentStrategy = after.some((r) => r.role === 'challenger')
-        ? 'canary'
-        : after.some((r) => r.role === 'shadow')
-          ? 'shadow'
-          : 'replace';
-      const [updated] = await tx
-        .update(deployments)
-        .set({ strategy, ...(change.config ? { config: change.config } : {}) })
-        .where(eq(deployments.id, deployment.id))
-        .returning();
-      if (change.championVersionId !== undefined) {
-        await tx
-          .insert(modelAliases)
-          .values({ modelId: deployment.modelId, alias: CHAMPION_ALIAS, versionId: change.championVersionId })
-          .onConflictDoUpdate({
-            target: [modelAliases.modelId, modelAliases.alias],
-            set: { versionId: change.championVersionId },
-          });
-      }
-      const notification: DeploymentNotification = {
-        deployment: deploymentName,
-        modelName: model.name,
-        versionId: change.versionId,
-        revisionId: started[0]?.id ?? '',
-      };
-      await tx.execute(sql`select pg_notify(${DEPLOYMENTS_CHANNEL}, ${JSON.stringify(notification)})`);
-      return { deployment: updated ?? deployment, modelName: model.name, active: after, changed: true };
-    });
-  }
-
-  /** The deployment's active revisions (champion first), with version numbers; empty when it does not exist. */
-  async activeRevisions(deploymentName: string): Promise<RevisionSummary[]> {
-    const rows = await this.db
-      .select({ revision: deploymentRevisions, version: modelVersions.version })
-      .from(deploymentRevisions)
-      .innerJoin(deployments, eq(deployments.id, deploymentRevisions.deploymentId))
-      .innerJoin(modelVersions, eq(modelVersions.id, deploymentRevisions.versionId))
-      .where(and(eq(deployments.name, deploymentName), isNull(deploymentRevisions.endedAt)))
-      .orderBy(roleOrder, asc(deploymentRevisions.startedAt));
-    return rows.map((r) => ({ ...r.revision, version: r.version }));
-  }
-
-  /** Every revision of the deployment, newest first, with version numbers: what served when, by whom and why. */
-  async deploymentHistory(deploymentName: string): Promise<RevisionSummary[]> {
-    const rows = await this.db
-      .select({ revision: deploymentRevisions, version: modelVersions.version })
-      .from(deploymentRevisions)
-      .innerJoin(deployments, eq(deployments.id, deploymentRevisions.deploymentId))
-      .innerJoin(modelVersions, eq(modelVersions.id, deploymentRevisions.versionId))
-      .where(eq(deployments.name, deploymentName))
-      .orderBy(desc(deploymentRevisions.startedAt), sql`${deploymentRevisions.endedAt} desc nulls first`, roleOrder);
-    return rows.map((r) => ({ ...r.revision, version: r.version }));
-  }
-
-  /** The deployment named `name`, with its model's name, or undefined. */
-  async getDeployment(name: string): Promise<DeploymentSummary | undefined> {
-    const [row] = await this.db
-      .select({ deployment: deployments, modelName: registeredModels.name })
-      .from(deployments)
-      .innerJoin(registeredModels, eq(registeredModels.id, deployments.modelId))
-      .where(eq(deployments.name, name));
-    return row ? { ...row.deployment, modelName: row.modelName } : undefined;
-  }
-
-  /** Every deployment, by name, with its model's name. */
-  async listDeployments(): Promise<DeploymentSummary[]> {
-    const rows = await this.db
-      .select({ deployment: deployments, modelName: registeredModels.name })
-      .from(deployments)
-      .innerJoin(registeredModels, eq(registeredModels.id, deployments.modelId))
-      .orderBy(asc(deployments.name));
-    return rows.map((r) => ({ ...r.deployment, modelName: r.modelName }));
-  }
-
-  private async modelOrThrow(tx: Database | Transaction, name: string): Promise<RegisteredModel> {
-    const [model] = await tx.select().from(registeredModels).where(eq(registeredModels.name, name));
-    if (!model) throw new RegistryNotFoundError(`registered model ${name} does not exist`);
-    return model;
-  }
-
-  private async versionOfModel(
-    tx: Database | Transaction,
-    modelName: string,
-    versionId: string,
-    lock?: 'share',
-  ): Promise<ModelVersion> {
-    const model = await this.modelOrThrow(tx, modelName);
-    const missing = () => new RegistryNotFoundError(`model ${modelName} has no version ${versionId}`);
-    if (!UUID.test(versionId)) throw missing();
-    const query = tx.select().from(modelVersions).where(eq(modelVersions.id, versionId));
-    const [version] = await (lock ? query.for(lock) : query);
-    if (!version || version.modelId !== model.id) throw missing();
-    return version;
-  }
-}
-
-/** What one traffic change ends and starts (see RegistryStore.changeTraffic). */
-interface TrafficPlan {
-  end: DeploymentRevision[];
-  start: { versionId: string; role: DeploymentRole; trafficPercent: number }[];
-  /** The deployment's new config, when it changes. */
-  config?: DeploymentConfig;
-  /** Moves the model's `champion` alias to this version. */
-  championVersionId?: string;
-  actor: string;
-  reason: string;
-  /** The version the notification names. */
-  versionId: string;
-}
-
-function checkShare(percent: number): void {
-  if (!Number.isInteger(percent) || percent < 1 || percent > 99) {
-    throw new RegistryConflictError(`a canary's share of the traffic is an integer from 1 to 99, got ${percent}`);
-  }
-}
-
-function championOf(deploymentName: string, active: readonly DeploymentRevision[]): DeploymentRevision {
-  const champion = active.find((r) => r.role === 'champion');
-  if (!champion)
-    throw new RegistryConflictError(`deployment ${deploymentName} has no active champion; deploy one first`);
-  return champion;
-}
-
-function challengerOf(
-  deploymentName: string,
-  active: readonly DeploymentRevision[],
-  versionId: string | undefined,
-): DeploymentRevision {
-  const challenger = active.find((r) => r.role === 'challenger');
-  if (!challenger) throw new RegistryConflictError(`deployment ${deploymentName} runs no canary`);
-  if (versionId !== undefined && challenger.versionId !== versionId) {
-    throw new RegistryConflictError(`deployment ${deploymentName} runs a canary of another version than ${versionId}`);
-  }
-  return challenger;
-}
-
-/** The config with the sticky key set to `stickyKey`, or without one for null. */
-function withStickyKey(config: DeploymentConfig, stickyKey: string | null): DeploymentConfig {
-  const { [STICKY_KEY_CONFIG]: _previous, ...rest } = config;
-  return stickyKey === null ? rest : { ...rest, [STICKY_KEY_CONFIG]: stickyKey };
 }
 
 /** Creates the model if needed and locks its row for the rest of the transaction. */
@@ -923,30 +318,12 @@ async function lockModel(tx: Transaction, name: string): Promise<RegisteredModel
   return model;
 }
 
-/** The version of the latest champion revision that started before `revision`, or null. */
-async function previousChampion(
-  tx: Transaction,
-  deploymentId: string,
-  revision: DeploymentRevision,
-): Promise<string | null> {
-  const [row] = await tx
-    .select({ versionId: deploymentRevisions.versionId })
-    .from(deploymentRevisions)
-    .where(
-      and(
-        eq(deploymentRevisions.deploymentId, deploymentId),
-        eq(deploymentRevisions.role, 'champion'),
-        ne(deploymentRevisions.id, revision.id),
-        // Compared in SQL: a Date parameter would drop the microseconds that order revisions within one millisecond.
-        sql`${deploymentRevisions.startedAt} <= (select r.started_at from ${deploymentRevisions} r where r.id = ${revision.id})`,
-      ),
-    )
-    .orderBy(desc(deploymentRevisions.startedAt))
-    .limit(1);
-  return row?.versionId ?? null;
-}
-
 /** Runs a write and turns a foreign-key violation into RegistryNotFoundError naming `what`. */
 function withNotFound<T>(what: string, write: () => Promise<T>): Promise<T> {
   return withForeignKeyCheck(write, (cause) => new RegistryNotFoundError(`${what} does not exist`, { cause }));
+}
+
+/** The model registry on Postgres. Holds nothing but the database, so one instance per process is enough. */
+export function createRegistryStore(db: Database): RegistryStore {
+  return new DrizzleRegistryStore(db);
 }

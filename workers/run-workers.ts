@@ -50,6 +50,7 @@ export async function startWorkers(options: {
         objects: storage.objects,
         pipelines: storage.pipelines,
         registry: storage.registry,
+        deployments: storage.deployments,
         pgPool: storage.database.pool,
         scratchDir: path.join(config.dataDir, 'scratch'),
         logger,

@@ -14,8 +14,8 @@ export interface ServingContext {
   /** Request bodies: distinct single-instance ones, and batches of `options.batchSize` instances. */
   readonly singleBodies: readonly string[];
   readonly batchBodies: readonly string[];
-  /** The registry the hot swap deploys through. */
-  readonly registry: PlatformStorage['registry'];
+  /** The deployment store the hot swap deploys through. */
+  readonly deployments: PlatformStorage['deployments'];
   /** The trees' two versions: the two sides of the hot swap. */
   readonly gbtVersions: readonly [ModelVersion, ModelVersion];
 }

@@ -1,6 +1,6 @@
 /**
  * The hot-swap scenario: while the single-instance load runs on the trees, deploys alternate between their two
- * versions through the registry (`deploy` → NOTIFY → the pool loads the version and swaps it in). A probe request
+ * versions through the deployment store (`deploy` → NOTIFY → the pool loads the version and swaps it in). A probe request
  * every 10 ms records which version answers; a swap's window runs from the deploy call to `SWAP_TAIL_MS` after the
  * probe first sees the new version, and the latencies of the requests in flight during the windows are kept apart.
  */
@@ -42,12 +42,12 @@ async function hotSwap(options: {
   target: Target;
   seconds: number;
   swaps: number;
-  registry: PlatformStorage['registry'];
+  deployments: PlatformStorage['deployments'];
   deployment: string;
   versions: readonly ModelVersion[];
   probeBody: string;
 }): Promise<SwapSample> {
-  const { target, seconds, swaps, registry, deployment, versions, probeBody } = options;
+  const { target, seconds, swaps, deployments, deployment, versions, probeBody } = options;
   const probes: { at: number; version: number | undefined; status: number }[] = [];
   let probing = true;
   const prober = (async () => {
@@ -67,7 +67,7 @@ async function hotSwap(options: {
     }
   })();
 
-  const current = (await registry.activeRevisions(deployment)).find((r) => r.role === 'champion');
+  const current = (await deployments.activeRevisions(deployment)).find((r) => r.role === 'champion');
   let index = Math.max(
     0,
     versions.findIndex((v) => v.id === current?.versionId),
@@ -82,7 +82,7 @@ async function hotSwap(options: {
     index = (index + 1) % versions.length;
     const version = versions[index]!;
     const start = performance.now();
-    await registry.deploy({
+    await deployments.deploy({
       deploymentName: deployment,
       modelName: deployment,
       versionId: version.id,
@@ -137,7 +137,7 @@ export async function runHotSwapScenario(ctx: ServingContext, scenario: Scenario
     target,
     seconds: ctx.options.duration,
     swaps: ctx.options.swaps,
-    registry: ctx.registry,
+    deployments: ctx.deployments,
     deployment: ctx.names.gbt,
     versions: ctx.gbtVersions,
     probeBody: ctx.singleBodies[0]!,

@@ -4,7 +4,8 @@
  */
 import path from 'node:path';
 import { DataEngine, sqlIdentifier, sqlString } from '../../data/engine.js';
-import { DEMO_SPAN, flightsDelayDefinition, flightsFile } from '../../demo/flights.js';
+import { DEMO_SPAN, flightsDelayDefinition } from '../../demo/flights.js';
+import { flightsFile } from '../../demo/landing.js';
 import type { ModelVersion } from '../../schema/registry.js';
 import type { Instance } from '../../serving/signature.js';
 import { check } from '../harness.js';

@@ -1,21 +1,29 @@
+/**
+ * Batch predictions, a resource created under its model:
+ *
+ * - `POST /v1/models/{name}/batch-predictions` ({@link modelBatchPredictions}), mounted by models.ts under `/v1/models`
+ * - `GET /v1/batch-predictions/{id}` ({@link batchPredictions}), mounted by server/app.ts
+ */
 import { randomUUID } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { WorkflowFailedError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
 import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { SearchAttributeKeys } from '../../core/constants.js';
-import { ExtractError, parseSourceSpec } from '../../data/sources.js';
+import { ExtractError } from '../../data/extract-errors.js';
+import { parseSourceSpec } from '../../data/sources.js';
 import type { PipelineRunnerDeps } from '../../pipelines/runs.js';
-import { CHAMPION_ALIAS, type RegistryStore } from '../../storage/registry-store.js';
+import { CHAMPION_ALIAS } from '../../storage/registry-common.js';
+import type { RegistryStore } from '../../storage/registry-store.js';
 import { batchScore, type BatchScoreInput, type BatchScoreResult } from '../../workflows/index.js';
 import type { AppEnv } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
-import { errorResponse, jsonResponse } from './common.js';
+import { errorResponse, jsonResponse, nameParamSchema } from './common.js';
 
 export interface BatchPredictionsDeps {
   /** The Temporal client and the main task queue, where `batchScore` and its activity run. */
   readonly runner: Pick<PipelineRunnerDeps, 'client' | 'taskQueue'>;
-  readonly registry: RegistryStore;
+  readonly registry: Pick<RegistryStore, 'getModel' | 'getVersion'>;
   /** The Temporal UI's base URL, for a link to the job's workflow; absent: no link. */
   readonly temporalUiUrl?: string | undefined;
 }
@@ -23,13 +31,7 @@ export interface BatchPredictionsDeps {
 /** Batch prediction jobs are `batchScore` workflows with ids of this shape; the id is the job's id in the API. */
 const ID_PREFIX = 'batch-score-';
 const WORKFLOW_TYPE = 'batchScore';
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const ALIAS = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
-
-const modelNameSchema = z
-  .string()
-  .regex(NAME, 'letters, digits and ._- only, at most 128')
-  .openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' });
 
 const jobIdSchema = z
   .string()
@@ -154,7 +156,7 @@ const startRoute = createRoute({
     'input through the model and stores the pass-through columns with `prediction` (and, for classifiers, ' +
     '`probabilities`) as a Parquet artifact. Follow it at `GET /v1/batch-predictions/{id}`.',
   request: {
-    params: z.object({ name: modelNameSchema }),
+    params: z.object({ name: nameParamSchema }),
     body: { content: { 'application/json': { schema: startBodySchema } }, required: true },
   },
   responses: {
@@ -192,7 +194,7 @@ function links(
   return { self, temporalUi };
 }
 
-/** `POST /v1/models/{name}/batch-predictions`, mounted under `/v1/models` beside the registry. */
+/** `POST /v1/models/{name}/batch-predictions`, mounted by models.ts under `/v1/models`. */
 export function modelBatchPredictions(deps: BatchPredictionsDeps): OpenAPIHono<AppEnv> {
   const router = createRouter();
   router.openapi(startRoute, async (c) => {

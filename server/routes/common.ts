@@ -28,6 +28,15 @@ export const actorHeaderSchema = z
 
 export const DEFAULT_ACTOR = 'api';
 
+/** A model's or deployment's name: letters, digits and `._-`, starting with a letter or digit, at most 128. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** The `{name}` path parameter of the model and deployment routes. */
+export const nameParamSchema = z
+  .string()
+  .regex(NAME_PATTERN, 'letters, digits and ._- only, at most 128')
+  .openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' });
+
 /** Matches a UUID of any version, as Postgres's uuid type accepts. */
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

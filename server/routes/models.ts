@@ -1,27 +1,33 @@
+/**
+ * `/v1/models`, one resource mounted once by server/app.ts, from three files:
+ *
+ * - this file: `GET /v1/models`, `GET /v1/models/{name}`, `GET /v1/models/{name}/versions` and
+ *   `GET /v1/models/{name}/versions/{versionOrAlias}`, the registry's models and versions
+ * - batch-predictions.ts: `POST /v1/models/{name}/batch-predictions`, a batch scoring job (read back at
+ *   `/v1/batch-predictions/{id}`, in the same file)
+ * - predict.ts: `POST /v1/models/{name}/predict`, online predictions (the serving hot path)
+ *
+ * Each part is mounted when its dependencies are given, so a serving-only API has `/predict` alone.
+ */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ModelVersion, ModelVersionTransition, RegisteredModel } from '../../schema/index.js';
 import { MODEL_VERSION_STATUSES } from '../../schema/index.js';
-import type { DeploymentSummary, RegistryStore, RevisionSummary } from '../../storage/registry-store.js';
+import type { RegistryStore } from '../../storage/registry-store.js';
 import type { AppEnv } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
-import { errorResponse, iso, jsonResponse } from './common.js';
+import { modelBatchPredictions, type BatchPredictionsDeps } from './batch-predictions.js';
+import { errorResponse, iso, jsonResponse, nameParamSchema } from './common.js';
+import { predict, type PredictDeps } from './predict.js';
 
-export interface RegistryDeps {
-  readonly registry: RegistryStore;
+export interface ModelsDeps {
+  /** The model registry: the read routes of this file are mounted with it. */
+  readonly registry?: RegistryStore | undefined;
+  /** `POST /{name}/batch-predictions` is mounted with it. */
+  readonly batchPredictions?: BatchPredictionsDeps | undefined;
+  /** `POST /{name}/predict` is mounted with it. */
+  readonly serving?: PredictDeps | undefined;
 }
-
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-const modelNameSchema = z
-  .string()
-  .regex(NAME, 'letters, digits and ._- only, at most 128')
-  .openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' });
-
-const deploymentNameSchema = z
-  .string()
-  .regex(NAME, 'letters, digits and ._- only, at most 128')
-  .openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' });
 
 const versionRefSchema = z
   .string()
@@ -80,33 +86,6 @@ const modelDetailsSchema = modelSchema
   })
   .openapi('RegisteredModelDetails');
 
-const revisionSchema = z
-  .object({
-    id: z.string(),
-    versionId: z.string(),
-    version: z.number().int(),
-    role: z.string(),
-    trafficPercent: z.number().int(),
-    reason: z.string(),
-    actor: z.string(),
-    startedAt: z.string().openapi({ format: 'date-time' }),
-    endedAt: z.string().nullable().openapi({ format: 'date-time' }),
-  })
-  .openapi('DeploymentRevision');
-
-const deploymentSchema = z
-  .object({
-    id: z.string(),
-    name: z.string(),
-    model: z.string(),
-    strategy: z.string(),
-    config: z.record(z.string(), z.unknown()),
-    createdAt: z.string().openapi({ format: 'date-time' }),
-    updatedAt: z.string().openapi({ format: 'date-time' }),
-    active: z.array(revisionSchema).openapi({ description: 'What serves now, champion first.' }),
-  })
-  .openapi('Deployment');
-
 const notFound = errorResponse('Not found.');
 const badRequest = errorResponse('Invalid name.');
 
@@ -123,7 +102,7 @@ const getModelRoute = createRoute({
   path: '/{name}',
   tags: ['registry'],
   summary: 'A registered model with its latest version and champion',
-  request: { params: z.object({ name: modelNameSchema }) },
+  request: { params: z.object({ name: nameParamSchema }) },
   responses: { 200: jsonResponse('The model.', modelDetailsSchema), 400: badRequest, 404: notFound },
 });
 
@@ -132,7 +111,7 @@ const listVersionsRoute = createRoute({
   path: '/{name}/versions',
   tags: ['registry'],
   summary: 'A model’s versions, newest first',
-  request: { params: z.object({ name: modelNameSchema }) },
+  request: { params: z.object({ name: nameParamSchema }) },
   responses: {
     200: jsonResponse('The versions.', z.object({ versions: z.array(modelVersionSchema) })),
     400: badRequest,
@@ -145,37 +124,11 @@ const getVersionRoute = createRoute({
   path: '/{name}/versions/{versionOrAlias}',
   tags: ['registry'],
   summary: 'One model version, by number or alias, with its status transitions',
-  request: { params: z.object({ name: modelNameSchema, versionOrAlias: versionRefSchema }) },
+  request: { params: z.object({ name: nameParamSchema, versionOrAlias: versionRefSchema }) },
   responses: {
     200: jsonResponse(
       'The version and its audit trail (oldest first).',
       modelVersionSchema.extend({ transitions: z.array(transitionSchema) }).openapi('ModelVersionDetails'),
-    ),
-    400: badRequest,
-    404: notFound,
-  },
-});
-
-const listDeploymentsRoute = createRoute({
-  method: 'get',
-  path: '/',
-  tags: ['deployments'],
-  summary: 'Every deployment, with what it serves now',
-  responses: {
-    200: jsonResponse('The deployments, by name.', z.object({ deployments: z.array(deploymentSchema) })),
-  },
-});
-
-const getDeploymentRoute = createRoute({
-  method: 'get',
-  path: '/{name}',
-  tags: ['deployments'],
-  summary: 'A deployment: what serves now and every revision before',
-  request: { params: z.object({ name: deploymentNameSchema }) },
-  responses: {
-    200: jsonResponse(
-      'The deployment and its history (newest first).',
-      deploymentSchema.extend({ history: z.array(revisionSchema) }).openapi('DeploymentDetails'),
     ),
     400: badRequest,
     404: notFound,
@@ -222,37 +175,18 @@ function transitionJson(t: ModelVersionTransition): z.infer<typeof transitionSch
   };
 }
 
-function revisionJson(r: RevisionSummary): z.infer<typeof revisionSchema> {
-  return {
-    id: r.id,
-    versionId: r.versionId,
-    version: r.version,
-    role: r.role,
-    trafficPercent: r.trafficPercent,
-    reason: r.reason,
-    actor: r.actor,
-    startedAt: iso(r.startedAt),
-    endedAt: iso(r.endedAt),
-  };
-}
-
-function deploymentJson(d: DeploymentSummary, active: readonly RevisionSummary[]): z.infer<typeof deploymentSchema> {
-  return {
-    id: d.id,
-    name: d.name,
-    model: d.modelName,
-    strategy: d.strategy,
-    config: d.config,
-    createdAt: iso(d.createdAt),
-    updatedAt: iso(d.updatedAt),
-    active: active.map(revisionJson),
-  };
-}
-
-/** `/v1/models`: the registry's models and versions (read side). */
-export function models(deps: RegistryDeps): OpenAPIHono<AppEnv> {
+/** `/v1/models`: the registry's models and versions, and (batch-predictions.ts, predict.ts) scoring with them. */
+export function models(deps: ModelsDeps): OpenAPIHono<AppEnv> {
   const router = createRouter();
-  const { registry } = deps;
+  if (deps.registry) router.route('/', modelRegistry(deps.registry));
+  if (deps.batchPredictions) router.route('/', modelBatchPredictions(deps.batchPredictions));
+  if (deps.serving) router.route('/', predict(deps.serving));
+  return router;
+}
+
+/** The registry's models and versions (read side). */
+function modelRegistry(registry: RegistryStore): OpenAPIHono<AppEnv> {
+  const router = createRouter();
   const modelOrThrow = async (name: string) => {
     const model = await registry.getModel(name);
     if (!model) throw new NotFoundError(`model ${name} does not exist`);
@@ -297,28 +231,6 @@ export function models(deps: RegistryDeps): OpenAPIHono<AppEnv> {
     }
     const transitions = await registry.transitions(version.id);
     return c.json({ ...versionJson(name, version), transitions: transitions.map(transitionJson) }, 200);
-  });
-
-  return router;
-}
-
-/** `/v1/deployments`: what each deployment serves, and its revision history. */
-export function deployments(deps: RegistryDeps): OpenAPIHono<AppEnv> {
-  const router = createRouter();
-  const { registry } = deps;
-
-  router.openapi(listDeploymentsRoute, async (c) => {
-    const list = await registry.listDeployments();
-    const active = await Promise.all(list.map((d) => registry.activeRevisions(d.name)));
-    return c.json({ deployments: list.map((d, i) => deploymentJson(d, active[i] ?? [])) }, 200);
-  });
-
-  router.openapi(getDeploymentRoute, async (c) => {
-    const { name } = c.req.valid('param');
-    const deployment = await registry.getDeployment(name);
-    if (!deployment) throw new NotFoundError(`deployment ${name} does not exist`);
-    const [active, history] = await Promise.all([registry.activeRevisions(name), registry.deploymentHistory(name)]);
-    return c.json({ ...deploymentJson(deployment, active), history: history.map(revisionJson) }, 200);
   });
 
   return router;

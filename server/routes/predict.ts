@@ -1,3 +1,7 @@
+/**
+ * `POST /v1/models/{name}/predict`, online predictions: a sub-resource of `/v1/models`, mounted by models.ts. Kept apart
+ * from the registry's routes because it is the serving hot path, validated by hand against each model's signature.
+ */
 import { z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { IncomingMessage } from 'node:http';
@@ -69,7 +73,7 @@ const predictResponseSchema = z
   })
   .openapi('PredictResponse');
 
-/** `/v1/models/{name}/predict`: online predictions from the loaded models. */
+/** `POST /{name}/predict` under `/v1/models`: online predictions from the loaded models. */
 export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
   const router = createRouter();
   const maxInstances = deps.maxInstances ?? DEFAULT_MAX_INSTANCES;

@@ -92,6 +92,7 @@ beforeAll(async () => {
 
   serving = createServing({
     registry: platform.storage.registry,
+    deployments: platform.storage.deployments,
     artifacts: platform.storage.artifacts,
     logger: testLogger,
     options: { defaultMetrics: false, listen: false, pollIntervalMs: 600_000 },

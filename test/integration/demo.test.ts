@@ -8,11 +8,11 @@ import {
   flightsDelayDefinition,
   formatDemoFailure,
   formatDemoReport,
-  landFlights,
   runFlightsDemo,
-  startDemo,
   type DemoDeps,
 } from '../../demo/flights.js';
+import { landFlights } from '../../demo/landing.js';
+import { startDemo } from '../../demo/session.js';
 import { pipelineDefinitionSchema } from '../../pipelines/definition.js';
 import { testLogger, type TestPlatform } from '../support/platform.js';
 import { startTestPlatform, type RunningTestPlatform } from '../support/running-platform.js';
@@ -116,7 +116,7 @@ describe('the flight-delay demo', () => {
     expect(rerun).toMatch(/not deployed: auc 0\.\d+ vs champion v1/);
     expect(rerun).toContain('not better');
     expect(rerun).toContain('the same ONNX bytes as champion v1');
-    expect(await platform.storage.registry.deploymentHistory(pipeline)).toHaveLength(1);
+    expect(await platform.storage.deployments.deploymentHistory(pipeline)).toHaveLength(1);
     expect((await platform.storage.registry.champion(pipeline))?.id).toBe(first.result.model.versionId);
   }, 120_000);
 

@@ -15,7 +15,7 @@ import { startDeploymentRollout, type RolloutView } from '../../pipelines/rollou
 import type { PipelineRunnerDeps } from '../../pipelines/runs.js';
 import { startApiServer, type ApiServer } from '../../server/serve.js';
 import { createServing, type Serving } from '../../serving/index.js';
-import type { RevisionSummary } from '../../storage/registry-store.js';
+import type { RevisionSummary } from '../../storage/deployment-store.js';
 import type { DeploymentRolloutResult, TrainingPipelineResult } from '../../workflows/index.js';
 import { testLogger, type TestPlatform } from '../support/platform.js';
 import { runPipelineToEnd, syntheticCsv, syntheticDefinition } from '../support/pipelines.js';
@@ -46,7 +46,7 @@ beforeAll(async () => {
   v1 = await trainAndDeploy();
   writeData(16);
   v2 = await trainAndDeploy();
-  await platform.storage.registry.deploy({
+  await platform.storage.deployments.deploy({
     deploymentName: name,
     modelName: name,
     versionId: v1.model.versionId,
@@ -56,6 +56,7 @@ beforeAll(async () => {
 
   serving = createServing({
     registry: platform.storage.registry,
+    deployments: platform.storage.deployments,
     artifacts: platform.artifacts,
     databaseUrl: platform.endpoints.databaseUrl,
     logger: testLogger,
@@ -79,6 +80,7 @@ beforeAll(async () => {
       datasets: storage.datasets,
       pipelines: storage.pipelines,
       registry: storage.registry,
+      deployments: storage.deployments,
     },
     runner,
     serving: { ...serving, maxInstances: 100 },
@@ -290,7 +292,7 @@ describe('deployment rollouts', () => {
     );
 
     // The history: v1 alone, then v1 60 % beside v2 40 % (the canary), then v2 alone (promoted), with reasons.
-    const history = await platform.storage.registry.deploymentHistory(name);
+    const history = await platform.storage.deployments.deploymentHistory(name);
     const [promoted, ...rest] = history;
     expect(shares([promoted!])).toEqual(['champion v2 100%']);
     expect(promoted!.endedAt).toBeNull();
@@ -341,7 +343,7 @@ describe('deployment rollouts', () => {
     expect(log.slice(mark).every((r) => r.version === 2)).toBe(true);
     expect((await platform.storage.registry.champion(name))?.id).toBe(v2.model.versionId);
 
-    const [latest, ...rest] = await platform.storage.registry.deploymentHistory(name);
+    const [latest, ...rest] = await platform.storage.deployments.deploymentHistory(name);
     expect(shares([latest!])).toEqual(['champion v2 100%']);
     expect(latest!.reason).toBe(state.reason);
     const canary = rest.filter((r) => r.startedAt.getTime() === rest[0]!.startedAt.getTime());
@@ -364,7 +366,7 @@ describe('deployment rollouts', () => {
       name,
     );
     await until(
-      async () => (await platform.storage.registry.activeRevisions(name)).some((r) => r.role === 'challenger'),
+      async () => (await platform.storage.deployments.activeRevisions(name)).some((r) => r.role === 'challenger'),
       10_000,
       'the canary to start',
     );
@@ -375,7 +377,7 @@ describe('deployment rollouts', () => {
     expect(requested.body.status).toBe('running');
     const handle = platform.client.workflow.getHandle(workflowId);
     await expect(handle.result()).rejects.toThrow();
-    const active = await platform.storage.registry.activeRevisions(name);
+    const active = await platform.storage.deployments.activeRevisions(name);
     expect(shares(active)).toEqual(['champion v2 100%']);
     expect(active[0]!.reason).toMatch(/^rolled back because the rollout was cancelled/);
     // The rollout now reads as cancelled, with the step recorded; it cannot be cancelled twice.
@@ -389,8 +391,8 @@ describe('deployment rollouts', () => {
   });
 
   it('routes a sticky canary by the key: one key, one version', async () => {
-    const registry = platform.storage.registry;
-    await registry.startCanary({
+    const { deployments } = platform.storage;
+    await deployments.startCanary({
       deploymentName: name,
       versionId: v1.model.versionId,
       trafficPercent: 50,
@@ -411,12 +413,12 @@ describe('deployment rollouts', () => {
     const split = new Set([...versions.values()].map((s) => [...s][0]));
     expect(split).toEqual(new Set([1, 2]));
 
-    const back = await registry.rollbackChallenger({ deploymentName: name, actor: 'test', reason: 'sticky done' });
+    const back = await deployments.rollbackChallenger({ deploymentName: name, actor: 'test', reason: 'sticky done' });
     expect(back.changed).toBe(true);
     expect(back.deployment.config).toEqual({});
-    expect((await registry.rollbackChallenger({ deploymentName: name, actor: 'test', reason: 'again' })).changed).toBe(
-      false,
-    );
+    expect(
+      (await deployments.rollbackChallenger({ deploymentName: name, actor: 'test', reason: 'again' })).changed,
+    ).toBe(false);
   });
 
   it('scores a shadow on copies of the traffic and logs its answers, answering with the champion only', async () => {
@@ -462,18 +464,18 @@ describe('deployment rollouts', () => {
     const stopped = await api('DELETE', `/v1/deployments/${name}/shadows/1`);
     expect(stopped.status).toBe(200);
     expect(stopped.body).toMatchObject({ changed: true, strategy: 'replace', active: [{ role: 'champion' }] });
-    const [latest] = await platform.storage.registry.deploymentHistory(name);
+    const [latest] = await platform.storage.deployments.deploymentHistory(name);
     expect(latest!.reason).toBe('shadow stopped by alice');
     const again = await api('DELETE', `/v1/deployments/${name}/shadows/1`);
     expect(again.body.changed).toBe(false);
   });
 });
 
-describe('RegistryStore traffic changes', () => {
+describe('DeploymentStore traffic changes', () => {
   it('starts, reshapes, promotes and rolls back canaries idempotently, with one revision set per change', async () => {
-    const registry = platform.storage.registry;
+    const { registry, deployments } = platform.storage;
     const deploymentName = `${name}-store`;
-    await registry.deploy({
+    await deployments.deploy({
       deploymentName,
       modelName: name,
       versionId: v1.model.versionId,
@@ -487,16 +489,16 @@ describe('RegistryStore traffic changes', () => {
       actor: 'test',
       reason: 'canary',
     };
-    const first = await registry.startCanary({ ...canary, stickyKey: 'kind' });
+    const first = await deployments.startCanary({ ...canary, stickyKey: 'kind' });
     expect(first.changed).toBe(true);
     expect(first.deployment).toMatchObject({ strategy: 'canary', config: { stickyKey: 'kind' } });
-    expect((await registry.startCanary({ ...canary, stickyKey: 'kind' })).changed).toBe(false);
+    expect((await deployments.startCanary({ ...canary, stickyKey: 'kind' })).changed).toBe(false);
     // Another share of the same canary reshapes it; another sticky key too.
-    const wider = await registry.startCanary({ ...canary, trafficPercent: 20 });
+    const wider = await deployments.startCanary({ ...canary, trafficPercent: 20 });
     expect(wider.changed).toBe(true);
     expect(wider.deployment.config).toEqual({});
-    expect(shares(await registry.activeRevisions(deploymentName))).toEqual(['champion v1 80%', 'challenger v2 20%']);
-    const reshaped = await registry.setChallengerTraffic({
+    expect(shares(await deployments.activeRevisions(deploymentName))).toEqual(['champion v1 80%', 'challenger v2 20%']);
+    const reshaped = await deployments.setChallengerTraffic({
       deploymentName,
       trafficPercent: 30,
       actor: 'test',
@@ -504,7 +506,7 @@ describe('RegistryStore traffic changes', () => {
     });
     expect(reshaped.changed).toBe(true);
     expect(
-      (await registry.setChallengerTraffic({ deploymentName, trafficPercent: 30, actor: 'test', reason: 'ramp' }))
+      (await deployments.setChallengerTraffic({ deploymentName, trafficPercent: 30, actor: 'test', reason: 'ramp' }))
         .changed,
     ).toBe(false);
 
@@ -521,36 +523,37 @@ describe('RegistryStore traffic changes', () => {
       reason: 'unblessed',
     });
     const refusals: [() => Promise<unknown>, string][] = [
-      [() => registry.startCanary({ ...canary, versionId: unblessed.version.id }), 'not blessed'],
-      [() => registry.startCanary({ ...canary, versionId: v1.model.versionId }), 'already is the champion'],
-      [() => registry.startCanary({ ...canary, trafficPercent: 0 }), 'from 1 to 99'],
-      [() => registry.startCanary({ ...canary, deploymentName: `${deploymentName}-none` }), 'does not exist'],
+      [() => deployments.startCanary({ ...canary, versionId: unblessed.version.id }), 'not blessed'],
+      [() => deployments.startCanary({ ...canary, versionId: v1.model.versionId }), 'already is the champion'],
+      [() => deployments.startCanary({ ...canary, trafficPercent: 0 }), 'from 1 to 99'],
+      [() => deployments.startCanary({ ...canary, deploymentName: `${deploymentName}-none` }), 'does not exist'],
       [
-        () => registry.promoteChallenger({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 'r' }),
+        () =>
+          deployments.promoteChallenger({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 'r' }),
         'another version',
       ],
     ];
     for (const [refused, message] of refusals) await expect(refused()).rejects.toThrow(message);
-    expect(shares(await registry.activeRevisions(deploymentName))).toEqual(['champion v1 70%', 'challenger v2 30%']);
+    expect(shares(await deployments.activeRevisions(deploymentName))).toEqual(['champion v1 70%', 'challenger v2 30%']);
 
     // A rejected version never runs, not even in shadow; a registered one may run in shadow.
     await expect(
-      registry.startShadow({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 's' }),
+      deployments.startShadow({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 's' }),
     ).rejects.toThrow('only registered or blessed versions run in shadow');
     await registry.transitionStatus(unblessed.version.id, 'registered', 'test', 'look at it in shadow');
     expect(
-      (await registry.startShadow({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 's' }))
+      (await deployments.startShadow({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 's' }))
         .changed,
     ).toBe(true);
     expect(
-      (await registry.startShadow({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 's' }))
+      (await deployments.startShadow({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 's' }))
         .changed,
     ).toBe(false);
     await expect(
-      registry.startShadow({ deploymentName, versionId: v2.model.versionId, actor: 't', reason: 's' }),
+      deployments.startShadow({ deploymentName, versionId: v2.model.versionId, actor: 't', reason: 's' }),
     ).rejects.toThrow('as challenger');
 
-    const promoted = await registry.promoteChallenger({
+    const promoted = await deployments.promoteChallenger({
       deploymentName,
       versionId: v2.model.versionId,
       actor: 't',
@@ -558,23 +561,29 @@ describe('RegistryStore traffic changes', () => {
     });
     expect(promoted.changed).toBe(true);
     expect(promoted.deployment.strategy).toBe('shadow');
-    expect(shares(await registry.activeRevisions(deploymentName))).toEqual(['champion v2 100%', 'shadow v3 0%']);
+    expect(shares(await deployments.activeRevisions(deploymentName))).toEqual(['champion v2 100%', 'shadow v3 0%']);
     // Retried: nothing to do.
     expect(
-      (await registry.promoteChallenger({ deploymentName, versionId: v2.model.versionId, actor: 't', reason: 'good' }))
-        .changed,
+      (
+        await deployments.promoteChallenger({
+          deploymentName,
+          versionId: v2.model.versionId,
+          actor: 't',
+          reason: 'good',
+        })
+      ).changed,
     ).toBe(false);
-    await expect(registry.promoteChallenger({ deploymentName, actor: 't', reason: 'x' })).rejects.toThrow(
+    await expect(deployments.promoteChallenger({ deploymentName, actor: 't', reason: 'x' })).rejects.toThrow(
       'runs no canary',
     );
 
-    const stopped = await registry.stopShadow({ deploymentName, actor: 't', reason: 'enough' });
+    const stopped = await deployments.stopShadow({ deploymentName, actor: 't', reason: 'enough' });
     expect(stopped.changed).toBe(true);
     expect(stopped.deployment.strategy).toBe('replace');
-    expect((await registry.stopShadow({ deploymentName, actor: 't', reason: 'enough' })).changed).toBe(false);
+    expect((await deployments.stopShadow({ deploymentName, actor: 't', reason: 'enough' })).changed).toBe(false);
 
     // After every change: exactly one champion, and the champion and challenger shares add up to 100 %.
-    const history = await registry.deploymentHistory(deploymentName);
+    const history = await deployments.deploymentHistory(deploymentName);
     const changes = [...new Set(history.map((r) => r.startedAt.getTime()))].sort((a, b) => a - b);
     // deploy, canary, wider canary, ramp, shadow, promotion, shadow stopped.
     expect(changes).toHaveLength(7);

@@ -13,7 +13,8 @@ import { createApp } from '../../server/app.js';
 import type { AppEnv } from '../../server/context.js';
 import { ServingMetrics } from '../../serving/metrics.js';
 import { ModelPool } from '../../serving/model-pool.js';
-import { createPredictionLogWriter, type PredictionLogWriter } from '../../serving/prediction-log.js';
+import type { PredictionLogWriter } from '../../serving/prediction-log.js';
+import { createPredictionLogWriter } from '../../serving/prediction-log-postgres.js';
 import {
   startPostgresServer,
   type PostgresServerOptions,
@@ -58,6 +59,7 @@ beforeAll(async () => {
   metrics = new ServingMetrics({ defaultMetrics: false });
   pool = new ModelPool({
     registry,
+    deployments: registry,
     metrics,
     logger: silentLogger,
     loadModel: fakeLoader(metrics).load,

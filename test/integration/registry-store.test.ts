@@ -4,22 +4,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelBlessing } from '../../schema/index.js';
 import { createDatabase, type DatabaseHandle } from '../../storage/database.js';
 import {
-  CHAMPION_ALIAS,
+  createDeploymentStore,
   DEPLOYMENTS_CHANNEL,
-  RegistryConflictError,
-  RegistryNotFoundError,
-  RegistryStore,
   type DeploymentNotification,
-  type RegisterVersionInput,
-} from '../../storage/registry-store.js';
+  type DeploymentStore,
+} from '../../storage/deployment-store.js';
+import { CHAMPION_ALIAS, RegistryConflictError, RegistryNotFoundError } from '../../storage/registry-common.js';
+import { createRegistryStore, type RegisterVersionInput, type RegistryStore } from '../../storage/registry-store.js';
 import { testEndpoints } from '../support/stack.js';
 
 let handle: DatabaseHandle;
-let store: RegistryStore;
+let registry: RegistryStore;
+let deployments: DeploymentStore;
 
 beforeAll(() => {
   handle = createDatabase(testEndpoints().databaseUrl, { max: 8 });
-  store = new RegistryStore(handle.db);
+  registry = createRegistryStore(handle.db);
+  deployments = createDeploymentStore(handle.db);
 });
 
 afterAll(async () => {
@@ -62,7 +63,7 @@ function versionInput(modelName: string, options: { blessed?: boolean; bytes?: s
 }
 
 async function register(modelName: string, options: { blessed?: boolean } = {}) {
-  return (await store.registerVersion(versionInput(modelName, options))).version;
+  return (await registry.registerVersion(versionInput(modelName, options))).version;
 }
 
 function deployInput(deploymentName: string, modelName: string, versionId: string) {
@@ -72,14 +73,14 @@ function deployInput(deploymentName: string, modelName: string, versionId: strin
 describe('RegistryStore versions', () => {
   it('registers numbered versions with their status and transitions', async () => {
     const model = uniqueName('flights');
-    const ensured = await store.ensureModel(model, 'delay classifier');
-    expect(await store.ensureModel(model)).toMatchObject({ id: ensured.id, description: 'delay classifier' });
+    const ensured = await registry.ensureModel(model, 'delay classifier');
+    expect(await registry.ensureModel(model)).toMatchObject({ id: ensured.id, description: 'delay classifier' });
 
-    const blessed = await store.registerVersion(versionInput(model));
+    const blessed = await registry.registerVersion(versionInput(model));
     expect(blessed.created).toBe(true);
     expect(blessed.version).toMatchObject({ version: 1, status: 'blessed', modelId: ensured.id, codeVersion: 'test' });
     expect(
-      (await store.transitions(blessed.version.id)).map((t) => [t.fromStatus, t.toStatus, t.actor, t.reason]),
+      (await registry.transitions(blessed.version.id)).map((t) => [t.fromStatus, t.toStatus, t.actor, t.reason]),
     ).toEqual([
       [null, 'registered', 'workflow:test', 'pipeline test v1'],
       ['registered', 'blessed', 'workflow:test', 'auc 0.81 >= 0.75'],
@@ -87,38 +88,38 @@ describe('RegistryStore versions', () => {
 
     const rejected = await register(model, { blessed: false });
     expect(rejected).toMatchObject({ version: 2, status: 'rejected' });
-    expect((await store.transitions(rejected.id)).map((t) => t.toStatus)).toEqual(['registered', 'rejected']);
+    expect((await registry.transitions(rejected.id)).map((t) => t.toStatus)).toEqual(['registered', 'rejected']);
 
-    expect((await store.listVersions(model)).map((v) => v.version)).toEqual([2, 1]);
-    expect((await store.getVersion(model, 1))?.id).toBe(blessed.version.id);
-    expect(await store.getVersion(model, 3)).toBeUndefined();
-    expect(await store.getVersionById(rejected.id)).toMatchObject({ version: 2 });
-    expect(await store.getVersionById('v2')).toBeUndefined();
-    expect((await store.listModels()).some((m) => m.name === model)).toBe(true);
-    expect(await store.getModel(uniqueName('missing'))).toBeUndefined();
-    expect(await store.listVersions(uniqueName('missing'))).toEqual([]);
+    expect((await registry.listVersions(model)).map((v) => v.version)).toEqual([2, 1]);
+    expect((await registry.getVersion(model, 1))?.id).toBe(blessed.version.id);
+    expect(await registry.getVersion(model, 3)).toBeUndefined();
+    expect(await registry.getVersionById(rejected.id)).toMatchObject({ version: 2 });
+    expect(await registry.getVersionById('v2')).toBeUndefined();
+    expect((await registry.listModels()).some((m) => m.name === model)).toBe(true);
+    expect(await registry.getModel(uniqueName('missing'))).toBeUndefined();
+    expect(await registry.listVersions(uniqueName('missing'))).toEqual([]);
   });
 
   it('the same bytes again are the same version, and nothing is written', async () => {
     const model = uniqueName('idem');
     const input = versionInput(model);
-    const first = await store.registerVersion(input);
-    const again = await store.registerVersion({ ...input, reason: 'retried activity', metrics: { auc: 0.1 } });
+    const first = await registry.registerVersion(input);
+    const again = await registry.registerVersion({ ...input, reason: 'retried activity', metrics: { auc: 0.1 } });
     expect(again).toEqual({ version: first.version, created: false });
-    expect(await store.transitions(first.version.id)).toHaveLength(2);
+    expect(await registry.transitions(first.version.id)).toHaveLength(2);
 
     // The same bytes under another model are that model's own version.
-    const elsewhere = await store.registerVersion({ ...input, modelName: uniqueName('other') });
+    const elsewhere = await registry.registerVersion({ ...input, modelName: uniqueName('other') });
     expect(elsewhere).toMatchObject({ created: true, version: { version: 1 } });
   });
 
   it('numbers concurrent registrations without gaps or duplicates, and de-duplicates concurrent retries', async () => {
     const model = uniqueName('race');
-    const distinct = await Promise.all(Array.from({ length: 8 }, () => store.registerVersion(versionInput(model))));
+    const distinct = await Promise.all(Array.from({ length: 8 }, () => registry.registerVersion(versionInput(model))));
     expect(distinct.map((r) => r.version.version).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
 
     const same = versionInput(model);
-    const retries = await Promise.all(Array.from({ length: 5 }, () => store.registerVersion(same)));
+    const retries = await Promise.all(Array.from({ length: 5 }, () => registry.registerVersion(same)));
     expect(new Set(retries.map((r) => r.version.id)).size).toBe(1);
     expect(retries.filter((r) => r.created)).toHaveLength(1);
     expect(retries[0]?.version.version).toBe(9);
@@ -127,17 +128,17 @@ describe('RegistryStore versions', () => {
   it('records status changes with who and why, once', async () => {
     const model = uniqueName('status');
     const version = await register(model, { blessed: false });
-    const blessed = await store.transitionStatus(version.id, 'blessed', 'bob', 'manual override after review');
+    const blessed = await registry.transitionStatus(version.id, 'blessed', 'bob', 'manual override after review');
     expect(blessed.status).toBe('blessed');
-    const again = await store.transitionStatus(version.id, 'blessed', 'bob', 'clicked twice');
+    const again = await registry.transitionStatus(version.id, 'blessed', 'bob', 'clicked twice');
     expect(again.status).toBe('blessed');
-    const transitions = await store.transitions(version.id);
+    const transitions = await registry.transitions(version.id);
     expect(transitions.map((t) => [t.fromStatus, t.toStatus, t.actor])).toEqual([
       [null, 'registered', 'workflow:test'],
       ['registered', 'rejected', 'workflow:test'],
       ['rejected', 'blessed', 'bob'],
     ]);
-    await expect(store.transitionStatus(randomUUID(), 'archived', 'bob', 'r')).rejects.toBeInstanceOf(
+    await expect(registry.transitionStatus(randomUUID(), 'archived', 'bob', 'r')).rejects.toBeInstanceOf(
       RegistryNotFoundError,
     );
   });
@@ -146,48 +147,48 @@ describe('RegistryStore versions', () => {
     const model = uniqueName('alias');
     const v1 = await register(model);
     const v2 = await register(model);
-    await store.setAlias(model, 'staging', v1.id, 'alice', 'try it');
-    expect((await store.getVersion(model, 'staging'))?.id).toBe(v1.id);
-    await store.setAlias(model, 'staging', v2.id, 'alice', 'newer');
-    expect((await store.getVersion(model, 'staging'))?.id).toBe(v2.id);
-    expect(await store.getVersion(model, 'nope')).toBeUndefined();
+    await registry.setAlias(model, 'staging', v1.id, 'alice', 'try it');
+    expect((await registry.getVersion(model, 'staging'))?.id).toBe(v1.id);
+    await registry.setAlias(model, 'staging', v2.id, 'alice', 'newer');
+    expect((await registry.getVersion(model, 'staging'))?.id).toBe(v2.id);
+    expect(await registry.getVersion(model, 'nope')).toBeUndefined();
 
-    await expect(store.setAlias(model, CHAMPION_ALIAS, v1.id, 'alice', 'r')).rejects.toBeInstanceOf(
+    await expect(registry.setAlias(model, CHAMPION_ALIAS, v1.id, 'alice', 'r')).rejects.toBeInstanceOf(
       RegistryConflictError,
     );
     const foreign = await register(uniqueName('foreign'));
-    await expect(store.setAlias(model, 'staging', foreign.id, 'alice', 'r')).rejects.toBeInstanceOf(
+    await expect(registry.setAlias(model, 'staging', foreign.id, 'alice', 'r')).rejects.toBeInstanceOf(
       RegistryNotFoundError,
     );
   });
 });
 
-describe('RegistryStore deployments', () => {
+describe('DeploymentStore', () => {
   it('deploys a champion, replaces it with history, and re-deploying is a no-op', async () => {
     const model = uniqueName('deploy');
     const deployment = uniqueName('serving');
     const v1 = await register(model);
     const v2 = await register(model);
 
-    const first = await store.deploy(deployInput(deployment, model, v1.id));
+    const first = await deployments.deploy(deployInput(deployment, model, v1.id));
     expect(first).toMatchObject({ changed: true, previousVersionId: null });
     expect(first.deployment).toMatchObject({ name: deployment, strategy: 'replace' });
     expect(first.revision).toMatchObject({ versionId: v1.id, role: 'champion', trafficPercent: 100, endedAt: null });
-    expect((await store.champion(model))?.id).toBe(v1.id);
-    expect(await store.getDeployment(deployment)).toMatchObject({ name: deployment, modelName: model });
+    expect((await registry.champion(model))?.id).toBe(v1.id);
+    expect(await deployments.getDeployment(deployment)).toMatchObject({ name: deployment, modelName: model });
 
-    const second = await store.deploy({
+    const second = await deployments.deploy({
       ...deployInput(deployment, model, v2.id),
       actor: 'bob',
       reason: 'v2 is better',
     });
     expect(second).toMatchObject({ changed: true, previousVersionId: v1.id });
-    expect((await store.champion(model))?.id).toBe(v2.id);
-    expect((await store.activeRevisions(deployment)).map((r) => [r.version, r.role, r.trafficPercent])).toEqual([
+    expect((await registry.champion(model))?.id).toBe(v2.id);
+    expect((await deployments.activeRevisions(deployment)).map((r) => [r.version, r.role, r.trafficPercent])).toEqual([
       [2, 'champion', 100],
     ]);
 
-    const history = await store.deploymentHistory(deployment);
+    const history = await deployments.deploymentHistory(deployment);
     expect(history.map((r) => [r.version, r.actor, r.reason])).toEqual([
       [2, 'bob', 'v2 is better'],
       [1, 'alice', 'better auc'],
@@ -197,10 +198,12 @@ describe('RegistryStore deployments', () => {
     expect(ended?.endedAt).toEqual(current?.startedAt);
     expect(ended!.startedAt.getTime()).toBeLessThanOrEqual(ended!.endedAt!.getTime());
 
-    const again = await store.deploy(deployInput(deployment, model, v2.id));
+    const again = await deployments.deploy(deployInput(deployment, model, v2.id));
     expect(again).toMatchObject({ changed: false, previousVersionId: v1.id, revision: { id: second.revision.id } });
-    expect(await store.deploymentHistory(deployment)).toHaveLength(2);
-    expect((await store.listDeployments()).some((d) => d.name === deployment && d.modelName === model)).toBe(true);
+    expect(await deployments.deploymentHistory(deployment)).toHaveLength(2);
+    expect((await deployments.listDeployments()).some((d) => d.name === deployment && d.modelName === model)).toBe(
+      true,
+    );
   });
 
   it('never deploys an unblessed version, and changes nothing when refusing', async () => {
@@ -209,42 +212,46 @@ describe('RegistryStore deployments', () => {
     const good = await register(model);
     const bad = await register(model, { blessed: false });
 
-    await expect(store.deploy(deployInput(deployment, model, bad.id))).rejects.toBeInstanceOf(RegistryConflictError);
-    expect(await store.getDeployment(deployment)).toBeUndefined();
-
-    await store.deploy(deployInput(deployment, model, good.id));
-    await expect(store.deploy(deployInput(deployment, model, bad.id))).rejects.toBeInstanceOf(RegistryConflictError);
-    expect((await store.activeRevisions(deployment)).map((r) => r.versionId)).toEqual([good.id]);
-    expect((await store.champion(model))?.id).toBe(good.id);
-    expect(await store.deploymentHistory(deployment)).toHaveLength(1);
-
-    // Nor can the serving version stop being blessed under the deployment.
-    await expect(store.transitionStatus(good.id, 'archived', 'bob', 'cleanup')).rejects.toBeInstanceOf(
+    await expect(deployments.deploy(deployInput(deployment, model, bad.id))).rejects.toBeInstanceOf(
       RegistryConflictError,
     );
-    expect((await store.getVersionById(good.id))?.status).toBe('blessed');
+    expect(await deployments.getDeployment(deployment)).toBeUndefined();
+
+    await deployments.deploy(deployInput(deployment, model, good.id));
+    await expect(deployments.deploy(deployInput(deployment, model, bad.id))).rejects.toBeInstanceOf(
+      RegistryConflictError,
+    );
+    expect((await deployments.activeRevisions(deployment)).map((r) => r.versionId)).toEqual([good.id]);
+    expect((await registry.champion(model))?.id).toBe(good.id);
+    expect(await deployments.deploymentHistory(deployment)).toHaveLength(1);
+
+    // Nor can the serving version stop being blessed under the deployment.
+    await expect(registry.transitionStatus(good.id, 'archived', 'bob', 'cleanup')).rejects.toBeInstanceOf(
+      RegistryConflictError,
+    );
+    expect((await registry.getVersionById(good.id))?.status).toBe('blessed');
   });
 
   it('refuses versions of other models and unknown models', async () => {
     const model = uniqueName('owner');
     const foreign = await register(uniqueName('foreign'));
-    await store.ensureModel(model);
-    await expect(store.deploy(deployInput(uniqueName('d'), model, foreign.id))).rejects.toBeInstanceOf(
+    await registry.ensureModel(model);
+    await expect(deployments.deploy(deployInput(uniqueName('d'), model, foreign.id))).rejects.toBeInstanceOf(
       RegistryNotFoundError,
     );
-    await expect(store.deploy(deployInput(uniqueName('d'), uniqueName('none'), foreign.id))).rejects.toBeInstanceOf(
-      RegistryNotFoundError,
-    );
-    await expect(store.deploy(deployInput(uniqueName('d'), model, 'not-a-uuid'))).rejects.toBeInstanceOf(
+    await expect(
+      deployments.deploy(deployInput(uniqueName('d'), uniqueName('none'), foreign.id)),
+    ).rejects.toBeInstanceOf(RegistryNotFoundError);
+    await expect(deployments.deploy(deployInput(uniqueName('d'), model, 'not-a-uuid'))).rejects.toBeInstanceOf(
       RegistryNotFoundError,
     );
 
     // A deployment serves one model.
     const deployment = uniqueName('serving');
     const own = await register(model);
-    await store.deploy(deployInput(deployment, model, own.id));
-    const foreignModel = (await store.listModels()).find((m) => m.id === foreign.modelId)!;
-    await expect(store.deploy(deployInput(deployment, foreignModel.name, foreign.id))).rejects.toBeInstanceOf(
+    await deployments.deploy(deployInput(deployment, model, own.id));
+    const foreignModel = (await registry.listModels()).find((m) => m.id === foreign.modelId)!;
+    await expect(deployments.deploy(deployInput(deployment, foreignModel.name, foreign.id))).rejects.toBeInstanceOf(
       RegistryConflictError,
     );
   });
@@ -255,18 +262,18 @@ describe('RegistryStore deployments', () => {
     const v1 = await register(model);
     const v2 = await register(model);
     const results = await Promise.all([
-      store.deploy(deployInput(deployment, model, v1.id)),
-      store.deploy(deployInput(deployment, model, v2.id)),
-      store.deploy(deployInput(deployment, model, v1.id)),
-      store.deploy(deployInput(deployment, model, v2.id)),
+      deployments.deploy(deployInput(deployment, model, v1.id)),
+      deployments.deploy(deployInput(deployment, model, v2.id)),
+      deployments.deploy(deployInput(deployment, model, v1.id)),
+      deployments.deploy(deployInput(deployment, model, v2.id)),
     ]);
-    const active = await store.activeRevisions(deployment);
+    const active = await deployments.activeRevisions(deployment);
     expect(active).toHaveLength(1);
     expect(active[0]?.role).toBe('champion');
-    expect((await store.champion(model))?.id).toBe(active[0]?.versionId);
+    expect((await registry.champion(model))?.id).toBe(active[0]?.versionId);
 
     // The history is a chain: each revision ended when the next one started.
-    const history = await store.deploymentHistory(deployment);
+    const history = await deployments.deploymentHistory(deployment);
     expect(history.length).toBe(results.filter((r) => r.changed).length);
     for (let i = 1; i < history.length; i++) expect(history[i]?.endedAt).toEqual(history[i - 1]?.startedAt);
   });
@@ -286,7 +293,7 @@ describe('RegistryStore deployments', () => {
       });
       await client.query(`listen ${DEPLOYMENTS_CHANNEL}`);
 
-      const result = await store.deploy(deployInput(deployment, model, version.id));
+      const result = await deployments.deploy(deployInput(deployment, model, version.id));
       await expect.poll(() => received, { timeout: 5_000 }).toHaveLength(1);
       expect(received[0]).toEqual({
         deployment,
@@ -296,7 +303,7 @@ describe('RegistryStore deployments', () => {
       });
 
       // A no-op deploy announces nothing.
-      await store.deploy(deployInput(deployment, model, version.id));
+      await deployments.deploy(deployInput(deployment, model, version.id));
       await client.query('select 1');
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(received).toHaveLength(1);

@@ -56,6 +56,7 @@ async function trainAndDeploy(): Promise<TrainingPipelineResult> {
 async function startServing(options: ServingOptions): Promise<{ serving: Serving; url: string }> {
   const serving = createServing({
     registry: platform.storage.registry,
+    deployments: platform.storage.deployments,
     artifacts: platform.storage.artifacts,
     databaseUrl: platform.endpoints.databaseUrl,
     logger: testLogger,
@@ -236,8 +237,8 @@ describe('online serving', () => {
     );
     const traffic = load(polling.url, 4);
     await until(() => traffic.log.length > 20, 10_000, 'traffic');
-    // A rollback: v1 becomes the champion again, written directly to the registry.
-    await platform.storage.registry.deploy({
+    // A rollback: v1 becomes the champion again, written directly to the deployment store.
+    await platform.storage.deployments.deploy({
       deploymentName: name,
       modelName: name,
       versionId: v1.model.versionId,
@@ -251,7 +252,7 @@ describe('online serving', () => {
   });
 
   it('keeps serving the current version when the new one is corrupt or missing in S3, and retries', async () => {
-    const registry = platform.storage.registry;
+    const { registry, deployments } = platform.storage;
     const champion = await registry.champion(name);
     expect(champion?.id).toBe(v1.model.versionId);
     const { bucket, client } = platform.artifacts;
@@ -286,7 +287,7 @@ describe('online serving', () => {
     const traffic = load(url, 4);
     await until(() => traffic.log.length > 20, 10_000, 'traffic');
     for (const broken of [corrupt, missing]) {
-      await registry.deploy({
+      await deployments.deploy({
         deploymentName: name,
         modelName: name,
         versionId: broken.id,
@@ -306,7 +307,7 @@ describe('online serving', () => {
     expect(route?.targets).toEqual([expect.objectContaining({ role: 'champion', version: 1 })]);
 
     // A good version deployed afterwards is swapped in as usual.
-    await registry.deploy({
+    await deployments.deploy({
       deploymentName: name,
       modelName: name,
       versionId: v2.model.versionId,
@@ -330,7 +331,7 @@ describe('online serving', () => {
     expect(rowCount).toBe(1);
     await until(() => !pool.listening, 5_000, 'the listener to notice');
     await until(() => pool.listening, 10_000, 'the listener to reconnect');
-    await platform.storage.registry.deploy({
+    await platform.storage.deployments.deploy({
       deploymentName: name,
       modelName: name,
       versionId: v1.model.versionId,

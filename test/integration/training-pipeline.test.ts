@@ -99,7 +99,7 @@ describe('trainingPipeline on flights', () => {
       ['deploy', 'succeeded'],
     ]);
 
-    const registry = platform.storage.registry;
+    const { registry, deployments } = platform.storage;
     const champion = await registry.champion(name);
     expect(champion).toMatchObject({ id: first.result.model.versionId, status: 'blessed' });
     expect(champion?.signature.inputs.map((i) => i.name)).toEqual([
@@ -115,7 +115,7 @@ describe('trainingPipeline on flights', () => {
     for (const type of ['Dataset', 'Statistics', 'Schema', 'Transform', 'Evaluation']) {
       expect(upstreamTypes, type).toContain(type);
     }
-    const active = await registry.activeRevisions(name);
+    const active = await deployments.activeRevisions(name);
     expect(active).toMatchObject([{ versionId: champion!.id, role: 'champion', trafficPercent: 100 }]);
 
     const run = await platform.storage.pipelines.getRun(first.runId);
@@ -134,7 +134,7 @@ describe('trainingPipeline on flights', () => {
     expect(second.result.blessing.reason).toMatch(/champion/);
     expect(second.result.deployment).toBeUndefined();
     expect((await registry.champion(name))?.id).toBe(champion!.id);
-    expect(await registry.deploymentHistory(name)).toHaveLength(1);
+    expect(await deployments.deploymentHistory(name)).toHaveLength(1);
   });
 
   it('registers a worse model without deploying it', async () => {
@@ -180,7 +180,7 @@ describe('approval gate', () => {
     const result = (await platform.client.workflow.getHandle(run.workflowId).result()) as TrainingPipelineResult;
     expect(result.outcome).toBe('deployed');
     expect((await platform.storage.registry.champion(name))?.id).toBe(pending.versionId);
-    const history = await platform.storage.registry.deploymentHistory(name);
+    const history = await platform.storage.deployments.deploymentHistory(name);
     expect(history[0]?.actor).toBe('alice');
     // A decision on a finished run is refused.
     await expect(approvePipelineRun(runner, run.id, { actor: 'bob' })).rejects.toThrow(/not waiting/);

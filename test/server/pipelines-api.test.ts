@@ -244,11 +244,10 @@ describe('runs: requests refused before Temporal is asked', () => {
 
 describe('OpenAPI', () => {
   it('documents the pipeline, run, model and deployment routes', async () => {
-    const registry = {} as never;
     const full = createApp(
       testDeps({
         runner: { client: {} as never, pipelines: memoryStore(), taskQueue: 'm', trainingTaskQueue: 't' },
-        stores: { registry } as never,
+        stores: { registry: {}, deployments: {} } as never,
       }),
     );
     const doc = (await (await full.request('/openapi.json')).json()) as {

@@ -51,6 +51,7 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
     objects: storage.objects,
     pipelines: storage.pipelines,
     registry: storage.registry,
+    deployments: storage.deployments,
     pgPool: storage.database.pool,
     scratchDir: fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-scratch-')),
     logger: testLogger,

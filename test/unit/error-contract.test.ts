@@ -2,23 +2,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { BatchScoringError } from '../../activities/batch-scoring.js';
 import { withFailureContract } from '../../activities/failure-contract.js';
 import { toApplicationFailure } from '../../core/application-failure.js';
 import { FailureType } from '../../core/constants.js';
 import { DomainError } from '../../core/errors.js';
 import { PrepareError } from '../../data/prepare.js';
-import { ExtractError } from '../../data/sources.js';
+import { ExtractError } from '../../data/extract-errors.js';
 import { OnnxParityError } from '../../models/onnx/errors.js';
 import { TrainingFailedError } from '../../models/run-training-thread.js';
 import { TrainingParameterError } from '../../models/types.js';
 import { RunNotFoundError, RunStateError } from '../../pipelines/runs.js';
-import { SourceProbeError } from '../../pipelines/validate-definition.js';
+import { SourceProbeError } from '../../pipelines/probe-source.js';
+import { BatchScoringError } from '../../serving/batch-scorer.js';
 import { BatcherOverloadedError } from '../../serving/batcher.js';
 import { PredictRequestError } from '../../serving/signature.js';
 import { ArtifactIntegrityError } from '../../storage/content-hash.js';
 import { ObjectChangedError } from '../../storage/object-source.js';
-import { RegistryConflictError } from '../../storage/registry-store.js';
+import { RegistryConflictError } from '../../storage/registry-common.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 

@@ -11,7 +11,8 @@ import {
   type ExtractProgress,
   type Snapshot,
 } from '../../../data/extract.js';
-import { globToRegExp, parseSourceSpec, whyNotSingleSelect } from '../../../data/sources.js';
+import { whyNotSingleSelect } from '../../../data/postgres-source.js';
+import { globToRegExp, parseSourceSpec } from '../../../data/sources.js';
 import type { ArtifactRef, ArtifactStore, PutOptions } from '../../../storage/artifact-store.js';
 import { formatArtifactUri, sha256OfFile } from '../../../storage/content-hash.js';
 

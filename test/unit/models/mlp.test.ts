@@ -8,7 +8,7 @@ import {
   trainMlp,
   type MlpCheckpoint,
   type MlpParams,
-} from '../../../models/trainers/mlp.js';
+} from '../../../models/trainers/mlp/index.js';
 import {
   TrainingParameterError,
   type EncodedDataset,

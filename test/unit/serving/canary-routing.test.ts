@@ -4,10 +4,11 @@
  * off the request path, their failures swallowed and counted).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DeploymentSummary } from '../../../storage/registry-store.js';
+import type { DeploymentSummary } from '../../../storage/deployment-store.js';
 import type { LoadedModel } from '../../../serving/loaded-model.js';
 import { ServingMetrics } from '../../../serving/metrics.js';
-import { ModelPool, type ModelPoolOptions, type ShadowResult } from '../../../serving/model-pool.js';
+import { ModelPool, type ModelPoolOptions } from '../../../serving/model-pool.js';
+import type { ShadowResult } from '../../../serving/shadow-scorer.js';
 import { pickTarget, stickyBucket, type DeploymentRoute, type RouteTarget } from '../../../serving/routing.js';
 import { FakeRegistry, fakeLoader, silentLogger, SIGNATURE } from './fixtures.js';
 
@@ -33,6 +34,7 @@ function setup(options: Partial<ModelPoolOptions> = {}) {
   const loader = fakeLoader(metrics);
   const pool = new ModelPool({
     registry,
+    deployments: registry,
     metrics,
     logger: silentLogger,
     loadModel: loader.load,

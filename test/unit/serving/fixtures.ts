@@ -6,9 +6,9 @@ import type { ModelSignature, ModelVersion } from '../../../schema/registry.js';
 import { LoadedModel, type ScoringSession } from '../../../serving/loaded-model.js';
 import type { ModelLoader } from '../../../serving/load-model.js';
 import type { ServingMetrics } from '../../../serving/metrics.js';
-import type { PoolRegistry } from '../../../serving/model-pool.js';
+import type { PoolDeployments, PoolRegistry } from '../../../serving/model-pool.js';
 import { compileSignature } from '../../../serving/signature.js';
-import type { DeploymentSummary, RevisionSummary } from '../../../storage/registry-store.js';
+import type { DeploymentSummary, RevisionSummary } from '../../../storage/deployment-store.js';
 
 export const silentLogger = createLogger({ level: 'silent' });
 
@@ -35,8 +35,11 @@ interface FakeDeployment {
   active: RevisionSummary[];
 }
 
-/** Just enough of RegistryStore for the pool, with `deploy` moving the champion like the real one. */
-export class FakeRegistry implements PoolRegistry {
+/**
+ * Just enough of RegistryStore and DeploymentStore for the pool (hand it as both `registry` and `deployments`), with
+ * `deploy` moving the champion like the real one.
+ */
+export class FakeRegistry implements PoolRegistry, PoolDeployments {
   readonly models = new Map<string, FakeModel>();
   readonly deployments = new Map<string, FakeDeployment>();
   /** Calls per method, to check what the hot path does not ask. */

@@ -1,12 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LoadedModel } from '../../../serving/loaded-model.js';
 import { ServingMetrics } from '../../../serving/metrics.js';
-import {
-  ModelPool,
-  ModelUnavailableError,
-  ServingNotFoundError,
-  type ModelPoolOptions,
-} from '../../../serving/model-pool.js';
+import { ModelPool, type ModelPoolOptions } from '../../../serving/model-pool.js';
+import { ModelUnavailableError, ServingNotFoundError } from '../../../serving/pool-errors.js';
 import { pickTarget, type DeploymentRoute } from '../../../serving/routing.js';
 import { FakeRegistry, fakeLoader, silentLogger } from './fixtures.js';
 
@@ -22,6 +18,7 @@ function setup(options: Partial<ModelPoolOptions> = {}) {
   const loader = fakeLoader(metrics);
   const pool = new ModelPool({
     registry,
+    deployments: registry,
     metrics,
     logger: silentLogger,
     loadModel: loader.load,

@@ -72,6 +72,7 @@ beforeAll(async () => {
   };
   pool = new ModelPool({
     registry,
+    deployments: registry,
     metrics,
     logger: silentLogger,
     pollIntervalMs: 0,

@@ -1,6 +1,6 @@
 /** The COPY text encoder of the prediction log: field order, nulls, escapes and timestamps. */
 import { describe, expect, it } from 'vitest';
-import type { PredictionLogRow } from '../../../serving/prediction-log.js';
+import type { PredictionLogRow } from '../../../serving/prediction-log-records.js';
 import { copyText } from '../../../serving/prediction-log-copy.js';
 
 const VERSION_ID = '00000000-0000-4000-8000-000000000003';

@@ -9,12 +9,14 @@ import { ServingMetrics } from '../../../serving/metrics.js';
 import {
   isRejectedRowsError,
   PredictionLogWriter,
+  type PredictionLogWriterOptions,
+} from '../../../serving/prediction-log.js';
+import {
   requestSample,
   shadowLogRecord,
   type PredictionLogRecord,
   type PredictionLogRow,
-  type PredictionLogWriterOptions,
-} from '../../../serving/prediction-log.js';
+} from '../../../serving/prediction-log-records.js';
 
 const writers: PredictionLogWriter[] = [];
 
