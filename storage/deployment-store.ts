@@ -1,3 +1,6 @@
+// One file for one aggregate (about 670 lines): every write here is one transaction over a deployment, its revisions,
+// the champion alias and the NOTIFY that tells the serving pools, with the same locks and traffic-plan checks; kept
+// together so those invariants are read and changed in one place.
 import { and, asc, desc, eq, inArray, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import {
   deploymentRevisions,

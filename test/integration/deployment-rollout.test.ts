@@ -1,4 +1,7 @@
 /**
+ * (About 600 lines: the strategies share one trained pair of versions and one serving stack, which take most of the
+ * file's time to set up; split files would each set them up again.)
+ *
  * Deployment strategies on the real stack: a canary run by the `deploymentRollout` workflow under live traffic is
  * promoted when the challenger is as good as the champion, and rolled back on its own when it is not (early, at a
  * check) or when the rollout is cancelled; a shadow is scored on copies of the traffic and logged with role shadow,

@@ -1,4 +1,6 @@
 /**
+ * (About 620 lines: one normalized compose file, read once, checked service by service against the code.)
+ *
  * Keeps docker-compose.yml (and the Dockerfile it builds) valid and in step with the code. There is no Docker engine
  * on our machines, so this checks what can be checked without one: `docker-compose config` (Debian's docker-compose
  * 1.29.2 validates the file against the compose schema and prints it normalized: anchors merged, variables

@@ -1,3 +1,5 @@
+// The MLP trainer's tests in one file (about 730 lines): scikit-learn reference values, gradients, checkpoints and the
+// property tests share the fixtures at the top; split by concern, each file would repeat them.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { mlpOutputCount, predictMlp } from '../../../models/predict/mlp.js';
