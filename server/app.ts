@@ -19,7 +19,7 @@ import { docs } from './routes/docs.js';
 import { health } from './routes/health.js';
 import { models } from './routes/models.js';
 import { pipelines } from './routes/pipelines.js';
-import { pipelineRuns, runs } from './routes/runs.js';
+import { runs } from './routes/runs.js';
 import { metrics } from './routes/metrics.js';
 import type { PredictDeps } from './routes/predict.js';
 
@@ -84,12 +84,14 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
   app.route('/', health(deps));
   if (deps.stores) app.route('/v1/datasets', datasets({ stores: deps.stores }));
   const pipelineStore = deps.stores?.pipelines ?? deps.runner?.pipelines;
-  if (pipelineStore) app.route('/v1/pipelines', pipelines({ pipelines: pipelineStore, sources: deps.sources ?? {} }));
-  if (deps.runner) {
-    const runsDeps = { runner: deps.runner, temporalUiUrl: deps.temporalUiUrl };
-    app.route('/v1/pipelines', pipelineRuns(runsDeps));
-    app.route('/v1/runs', runs(runsDeps));
+  const runsDeps = deps.runner ? { runner: deps.runner, temporalUiUrl: deps.temporalUiUrl } : undefined;
+  if (pipelineStore) {
+    app.route(
+      '/v1/pipelines',
+      pipelines({ pipelines: pipelineStore, sources: deps.sources ?? {}, ...(runsDeps ? { runs: runsDeps } : {}) }),
+    );
   }
+  if (runsDeps) app.route('/v1/runs', runs(runsDeps));
   // One mount per resource; a resource's file mounts its sub-resources (see the top of each routes/ file).
   const registry = deps.stores?.registry;
   const batchDeps =

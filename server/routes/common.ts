@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { PIPELINE_NAME_PATTERN } from '../../pipelines/definition.js';
 import { errorBodySchema } from '../errors.js';
 
 /** An error response of a route, in the one error shape. */
@@ -58,3 +59,9 @@ export function asRecord(value: unknown): Record<string, unknown> | undefined {
     ? (value as Record<string, unknown>)
     : undefined;
 }
+
+/** A pipeline's name as a path parameter. */
+export const pipelineNameSchema = z
+  .string()
+  .regex(PIPELINE_NAME_PATTERN, 'lowercase letters, digits, - and _ only, at most 63')
+  .openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' });

@@ -1,7 +1,16 @@
+/**
+ * `/v1/pipelines`, one resource mounted once by server/app.ts, from two files:
+ *
+ * - this file: saving definitions (`POST /v1/pipelines`, `PUT /v1/pipelines/{name}`), listing and reading them and
+ *   their versions
+ * - runs.ts: `POST /v1/pipelines/{name}/runs`, starting a run (the runs themselves are `/v1/runs`, in the same file)
+ *
+ * Runs are mounted when a runner is given.
+ */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, ValidationTargets } from 'hono';
 import type { ZodError } from 'zod';
-import { PIPELINE_NAME_PATTERN, pipelineDefinitionSchema } from '../../pipelines/definition.js';
+import { pipelineDefinitionSchema } from '../../pipelines/definition.js';
 import {
   issuesFromZod,
   validateDefinition,
@@ -13,18 +22,16 @@ import type { PipelineStore } from '../../storage/pipeline-store.js';
 import type { AppEnv } from '../context.js';
 import { NotFoundError, ValidationError, validationErrorFromZod } from '../errors.js';
 import { createRouter } from '../router.js';
-import { actorHeaderSchema, DEFAULT_ACTOR, errorResponse, iso, jsonResponse } from './common.js';
+import { actorHeaderSchema, DEFAULT_ACTOR, errorResponse, iso, jsonResponse, pipelineNameSchema } from './common.js';
+import { pipelineRuns, type RunsDeps } from './runs.js';
 
 export interface PipelinesDeps {
   readonly pipelines: PipelineStore;
   /** How a definition's source is probed to check its columns. */
   readonly sources: DefinitionValidationDeps;
+  /** Starting runs (`POST /{name}/runs`); absent without a runner. */
+  readonly runs?: RunsDeps;
 }
-
-export const pipelineNameSchema = z
-  .string()
-  .regex(PIPELINE_NAME_PATTERN, 'lowercase letters, digits, - and _ only, at most 63')
-  .openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' });
 
 const definitionBodySchema = pipelineDefinitionSchema.openapi('PipelineDefinition', {
   description:
@@ -280,5 +287,6 @@ export function pipelines(deps: PipelinesDeps): OpenAPIHono<AppEnv> {
     return c.json(versionJson(name, found), 200);
   });
 
+  if (deps.runs) router.route('/', pipelineRuns(deps.runs));
   return router;
 }

@@ -17,8 +17,14 @@ import { type RunDetails, type RunSummary } from '../../storage/pipeline-store.j
 import type { AppEnv } from '../context.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
-import { actorHeaderSchema, DEFAULT_ACTOR, errorResponse, jsonResponse, UUID_PATTERN } from './common.js';
-import { pipelineNameSchema } from './pipelines.js';
+import {
+  actorHeaderSchema,
+  DEFAULT_ACTOR,
+  errorResponse,
+  jsonResponse,
+  pipelineNameSchema,
+  UUID_PATTERN,
+} from './common.js';
 import {
   decisionSchema,
   derived,
