@@ -18,7 +18,7 @@ import { batchScore, type BatchScoreInput, type BatchScoreResult } from '../../w
 import type { AppEnv } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
-import { errorResponse, jsonResponse, nameParamSchema } from './common.js';
+import { errorResponse, jsonResponse, nameParamSchema, versionNumberSchema } from './common.js';
 
 export interface BatchPredictionsDeps {
   /** The Temporal client and the main task queue, where `batchScore` and its activity run. */
@@ -64,7 +64,7 @@ const inputSchema = z
 
 const startBodySchema = z
   .strictObject({
-    version: z.number().int().min(1).optional().openapi({ description: 'Score with this version.' }),
+    version: versionNumberSchema.optional().openapi({ description: 'Score with this version.' }),
     alias: z.string().regex(ALIAS, 'an alias such as champion').optional().openapi({
       description: 'Score with the version this alias names. Default (no version, no alias): `champion`.',
       example: 'champion',

@@ -65,3 +65,9 @@ export const pipelineNameSchema = z
   .string()
   .regex(PIPELINE_NAME_PATTERN, 'lowercase letters, digits, - and _ only, at most 63')
   .openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' });
+
+/** Version numbers are Postgres integers: anything larger cannot exist, and is refused as the caller's mistake. */
+export const MAX_VERSION = 2_147_483_647;
+
+/** A version number in a body. */
+export const versionNumberSchema = z.number().int().min(1).max(MAX_VERSION);

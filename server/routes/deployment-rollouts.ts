@@ -29,6 +29,7 @@ import {
   jsonResponse,
   nameParamSchema,
   UUID_PATTERN,
+  versionNumberSchema,
 } from './common.js';
 
 export interface DeploymentRolloutDeps {
@@ -88,7 +89,7 @@ const thresholdsSchema = z
 
 const rolloutBodySchema = z
   .strictObject({
-    version: z.number().int().min(1).openapi({ description: 'The version number of the deployment’s model.' }),
+    version: versionNumberSchema.openapi({ description: 'The version number of the deployment’s model.' }),
     strategy: z.enum(['canary', 'shadow', 'replace']).openapi({
       description:
         '`canary`: a share of the traffic for a while, then promoted or rolled back automatically (a workflow); ' +

@@ -22,7 +22,15 @@ import type { PipelineStore } from '../../storage/pipeline-store.js';
 import type { AppEnv } from '../context.js';
 import { NotFoundError, ValidationError, validationErrorFromZod } from '../errors.js';
 import { createRouter } from '../router.js';
-import { actorHeaderSchema, DEFAULT_ACTOR, errorResponse, iso, jsonResponse, pipelineNameSchema } from './common.js';
+import {
+  actorHeaderSchema,
+  DEFAULT_ACTOR,
+  errorResponse,
+  iso,
+  jsonResponse,
+  MAX_VERSION,
+  pipelineNameSchema,
+} from './common.js';
 import { pipelineRuns, type RunsDeps } from './runs.js';
 
 export interface PipelinesDeps {
@@ -166,6 +174,7 @@ const getVersionRouteDef = createRoute({
         .number()
         .int()
         .min(1)
+        .max(MAX_VERSION)
         .openapi({ param: { name: 'version', in: 'path' }, example: 1 }),
     }),
   },

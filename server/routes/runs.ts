@@ -24,6 +24,7 @@ import {
   jsonResponse,
   pipelineNameSchema,
   UUID_PATTERN,
+  versionNumberSchema,
 } from './common.js';
 import {
   decisionSchema,
@@ -81,7 +82,7 @@ const startRouteDef = createRoute({
         'application/json': {
           schema: z
             .strictObject({
-              version: z.number().int().min(1).optional().openapi({ description: 'Default: the newest.' }),
+              version: versionNumberSchema.optional().openapi({ description: 'Default: the newest.' }),
             })
             .openapi('StartRunRequest'),
         },

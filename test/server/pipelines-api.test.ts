@@ -194,6 +194,16 @@ describe('PUT /v1/pipelines/{name}', () => {
     expect((await app.request('/v1/pipelines/rides/versions/9')).status).toBe(404);
     expect((await app.request('/v1/pipelines/rides/versions/0')).status).toBe(400);
   });
+
+  it('probe: a version beyond a Postgres integer is a 400 naming version, not a 500', async () => {
+    const read = await app.request('/v1/pipelines/rides/versions/3000000000');
+    expect(read.status).toBe(400);
+    expect(((await read.json()) as ErrorBody).error.message).toContain('path.version');
+    const start = await send('POST', '/v1/pipelines/rides/runs', { version: 3_000_000_000 });
+    expect(start.status).toBe(400);
+    expect(((await start.json()) as ErrorBody).error.message).toContain('body.version');
+    expect((await app.request('/v1/pipelines/rides/versions/2147483647')).status).toBe(404);
+  });
 });
 
 describe('runs: requests refused before Temporal is asked', () => {
