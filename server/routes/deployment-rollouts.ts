@@ -41,7 +41,10 @@ export interface DeploymentRolloutDeps {
 }
 
 /** Defaults of a canary rollout's settings. */
-export const ROLLOUT_DEFAULTS = {
+export /** The shortest interval between a canary's checks. */
+const MIN_CHECK_EVERY_SECONDS = 1;
+
+const ROLLOUT_DEFAULTS = {
   trafficPercent: 10,
   durationSeconds: 600,
   minRequests: 100,
@@ -112,10 +115,16 @@ const rolloutBodySchema = z
       .max(30 * 24 * 3600)
       .optional()
       .openapi({ description: `Canary: how long before it is judged. Default ${ROLLOUT_DEFAULTS.durationSeconds}.` }),
-    checkEverySeconds: z.number().positive().optional().openapi({
-      description:
-        'Canary: compare this often and roll back early when the challenger fails. Default: at the end only.',
-    }),
+    // Each check is an activity and a timer in the rollout's history: sub-second checks would fill it in minutes.
+    checkEverySeconds: z
+      .number()
+      .min(MIN_CHECK_EVERY_SECONDS)
+      .optional()
+      .openapi({
+        description:
+          'Canary: compare this often (at least every second) and roll back early when the challenger fails. ' +
+          'Default: at the end only.',
+      }),
     minRequests: z
       .number()
       .int()

@@ -230,6 +230,14 @@ describe('deployment rollouts', () => {
       trafficPercent: 100,
     });
     expect(bad.status).toBe(400);
+    // Probe: a check every millisecond would fill the rollout's history (issue 15).
+    const tooOften = await api('POST', `/v1/deployments/${name}/rollouts`, {
+      version: 2,
+      strategy: 'canary',
+      checkEverySeconds: 0.001,
+    });
+    expect(tooOften.status).toBe(400);
+    expect(tooOften.body.error?.message).toContain('checkEverySeconds');
     expect((await api('GET', `/v1/deployments/${name}/rollouts/${randomUUID()}`)).status).toBe(404);
   });
 
