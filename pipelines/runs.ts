@@ -48,6 +48,14 @@ export class RunNotFoundError extends DomainError {
   }
 }
 
+/** Thrown when a run's row was written but Temporal could not be reached to start its workflow; worth retrying. */
+export class RunStartError extends DomainError {
+  override readonly name = 'RunStartError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('unavailable', message, options);
+  }
+}
+
 export interface StartRunRequest {
   readonly pipeline: string;
   /** Default: the newest version. */
@@ -104,7 +112,21 @@ export async function startPipelineRun(deps: PipelineRunnerDeps, request: StartR
   const runVersion =
     run.pipelineVersionId === version.id ? version : await deps.pipelines.getVersionById(run.pipelineVersionId);
   if (!runVersion) throw new RunNotFoundError(`pipeline version ${run.pipelineVersionId} does not exist`);
-  await startWorkflow(deps, run, request.pipeline, runVersion.version, runVersion.definition, 'start');
+  try {
+    await startWorkflow(deps, run, request.pipeline, runVersion.version, runVersion.definition, 'start');
+  } catch (error) {
+    if (error instanceof DomainError) throw error;
+    // The row is written but Temporal did not take the workflow: the run is failed (resumable), never stuck pending.
+    const reason = error instanceof Error ? error.message : String(error);
+    await deps.pipelines.failPendingRun(run.workflowId, {
+      type: 'WorkflowNotStarted',
+      message: `the run's workflow could not be started: ${reason}`,
+    });
+    throw new RunStartError(
+      `run ${run.id} could not be started (${reason}); it is marked failed and can be resumed once Temporal answers`,
+      { cause: error, details: { runId: run.id } },
+    );
+  }
   return { run, created };
 }
 

@@ -308,6 +308,20 @@ export class PipelineStore {
   }
 
   /**
+   * Marks a run failed only while it is still pending: a workflow that did start after all (its start request
+   * reached Temporal but the answer was lost) has marked it running, and keeps it so. Undefined when the run was
+   * not pending.
+   */
+  async failPendingRun(workflowId: string, failure: RunFailure): Promise<PipelineRun | undefined> {
+    const [row] = await this.db
+      .update(pipelineRuns)
+      .set({ status: 'failed', finishedAt: sql`now()`, failure })
+      .where(and(eq(pipelineRuns.workflowId, workflowId), eq(pipelineRuns.status, 'pending')))
+      .returning();
+    return row;
+  }
+
+  /**
    * Sets the run's status and failure (cleared when not given). A terminal status (succeeded, failed, cancelled)
    * sets the end time, kept as first written when the same status is set again; any other status clears it.
    * Undefined when there is no such run.
