@@ -15,7 +15,6 @@ import {
 } from '../serving/canary-comparison.js';
 import { STICKY_KEY_CONFIG, type TrafficChangeResult } from '../storage/deployment-store.js';
 import { activityLogger } from './activity-logger.js';
-import { registryWrite } from './registry-write.js';
 import type { ActivityDeps } from './deps.js';
 
 export type { CanaryThresholds, CanaryVerdict, CanaryCheck, VersionTraffic } from '../serving/canary-comparison.js';
@@ -230,7 +229,7 @@ export function createDeploymentActivities(deps: ActivityDeps) {
   return {
     /** Starts (or, retried, finds) the canary; its result names the champion and the comparison window's start. */
     async startCanary(input: StartCanaryActivityInput): Promise<StartCanaryResult> {
-      const result = await registryWrite(() => deployments.startCanary(input));
+      const result = await deployments.startCanary(input);
       const champion = result.active.find((r) => r.role === 'champion');
       const challenger = result.active.find((r) => r.role === 'challenger' && r.versionId === input.versionId);
       if (!champion || !challenger) {
@@ -256,7 +255,7 @@ export function createDeploymentActivities(deps: ActivityDeps) {
     },
 
     async startShadow(input: StartShadowActivityInput): Promise<TrafficState> {
-      return trafficState(input.deploymentName, await registryWrite(() => deployments.startShadow(input)));
+      return trafficState(input.deploymentName, await deployments.startShadow(input));
     },
 
     /** Measures both versions' live traffic since the canary started, and judges it against the thresholds. */
@@ -277,12 +276,12 @@ export function createDeploymentActivities(deps: ActivityDeps) {
 
     /** The challenger becomes the champion; a retry after the promotion committed changes nothing. */
     async promoteCanary(input: EndCanaryInput): Promise<TrafficState> {
-      return trafficState(input.deploymentName, await registryWrite(() => deployments.promoteChallenger(input)));
+      return trafficState(input.deploymentName, await deployments.promoteChallenger(input));
     },
 
     /** The champion takes all of the traffic back; nothing to do when this canary no longer runs. */
     async rollbackCanary(input: EndCanaryInput): Promise<TrafficState> {
-      return trafficState(input.deploymentName, await registryWrite(() => deployments.rollbackChallenger(input)));
+      return trafficState(input.deploymentName, await deployments.rollbackChallenger(input));
     },
   };
 }

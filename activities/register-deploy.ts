@@ -8,7 +8,6 @@ import { ArtifactType, type JsonProperties, type ModelBlessing, type ModelSignat
 import type { ArtifactRef } from '../storage/artifact-store.js';
 import { activityLogger } from './activity-logger.js';
 import type { ActivityDeps } from './deps.js';
-import { registryWrite } from './registry-write.js';
 import { completedStageResult, currentWorkflow, recordStage, type StageIdentity } from './stage-lineage.js';
 
 export interface RegisterModelInput {
@@ -123,7 +122,7 @@ export function createRegisterDeployActivities(deps: ActivityDeps) {
 
     /** Pusher: makes a blessed version the deployment's champion (serving follows the deployment record). */
     async deployModel(input: DeployModelInput): Promise<DeployModelResult> {
-      const deployed = await registryWrite(() => deps.deployments.deploy(input));
+      const deployed = await deps.deployments.deploy(input);
       return {
         deploymentName: input.deploymentName,
         versionId: input.versionId,

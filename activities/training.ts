@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FailureType } from '../core/constants.js';
-import { toApplicationFailure } from '../core/application-failure.js';
 import { DataEngine } from '../data/engine.js';
 import type { FittedTransform } from '../data/transform.js';
 import { sampleRows } from '../models/dataset.js';
@@ -234,9 +233,11 @@ function thin(curve: readonly TrainingProgress[]): TrainingProgress[] {
   return Array.from({ length: MAX_CURVE_POINTS }, (_, i) => curve[Math.floor(i * step)]!).concat(curve.at(-1)!);
 }
 
-/** Bad parameters and a model that cannot be exported faithfully are final; anything else is retried. */
+/**
+ * Temporal reports the activity as cancelled (not failed) only when it ends with the cancellation's own reason; every
+ * other error goes on to the failure contract (activities/failure-contract.ts).
+ */
 function toTrainingFailure(error: unknown): unknown {
-  // Temporal reports the activity as cancelled (not failed) only when it ends with the cancellation's own reason.
   if (error instanceof TrainingCancelledError) return Context.current().cancellationSignal.reason ?? error;
-  return toApplicationFailure(error);
+  return error;
 }

@@ -65,9 +65,6 @@ export function runTrainingThread(
     // Set once the thread reported its model: its exit after that is the expected end, not a failure.
     let reportedDone = false;
     let checkpointing: Promise<void> = Promise.resolve();
-    // A checkpoint that failed to store is reported with the outcome; until then its rejection is held here, so it
-    // is never unhandled (an unhandled rejection takes the whole worker process down).
-    checkpointing.catch(() => undefined);
     let terminated = false;
     const exited = new Promise<void>((resolve) => thread.once('exit', () => resolve()));
     void exited.then(() => hooks.onThreadEnd?.({ terminated }));
@@ -106,6 +103,8 @@ export function runTrainingThread(
           if (hooks.onCheckpoint) {
             const store = hooks.onCheckpoint;
             checkpointing = checkpointing.then(() => store({ iteration: message.iteration, state: message.state }));
+            // A checkpoint that failed to store is reported with the outcome; until then its rejection is held
+            // here, so it is never unhandled (an unhandled rejection takes the whole worker process down).
             checkpointing.catch(() => undefined);
           }
           break;
