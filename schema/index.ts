@@ -121,3 +121,5 @@ export type {
 } from './datasets.js';
 export { predictionLogs } from './predictions.js';
 export type { PredictionLog, NewPredictionLog } from './predictions.js';
+export { API_SCOPES, CONNECTION_KINDS, SECRET_SOURCES, apiKeys, connections } from './access.js';
+export type { ApiScope, ConnectionKind, SecretSource, ApiKey, NewApiKey, Connection, NewConnection } from './access.js';
