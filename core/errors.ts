@@ -5,7 +5,17 @@ import { FailureType } from './constants.js';
  * failure type an activity reports, and whether retrying can help, so no layer keeps its own table of errors.
  */
 export type DomainErrorKind =
-  'invalid' | 'invalid_data' | 'not_found' | 'conflict' | 'too_large' | 'integrity' | 'unavailable' | 'client_closed';
+  | 'invalid'
+  | 'invalid_data'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'too_large'
+  | 'rate_limited'
+  | 'integrity'
+  | 'unavailable'
+  | 'client_closed';
 
 interface KindContract {
   readonly httpStatus: number;
@@ -18,10 +28,14 @@ interface KindContract {
 const CONTRACT: Record<DomainErrorKind, KindContract> = {
   invalid: { httpStatus: 400, code: 'invalid_request', failureType: FailureType.InvalidInput, retryable: false },
   invalid_data: { httpStatus: 422, code: 'invalid_data', failureType: FailureType.DataValidation, retryable: false },
+  unauthorized: { httpStatus: 401, code: 'unauthorized', failureType: 'Unauthorized', retryable: false },
+  // Refused by a policy (a key's scopes, the data access policy): no retry changes the answer.
+  forbidden: { httpStatus: 403, code: 'forbidden', failureType: 'Forbidden', retryable: false },
   not_found: { httpStatus: 404, code: 'not_found', failureType: FailureType.NotFound, retryable: false },
   // A write that contradicts stored state is a bad request for the stage that made it: no retry fixes it.
   conflict: { httpStatus: 409, code: 'conflict', failureType: FailureType.InvalidInput, retryable: false },
   too_large: { httpStatus: 413, code: 'payload_too_large', failureType: FailureType.InvalidInput, retryable: false },
+  rate_limited: { httpStatus: 429, code: 'rate_limited', failureType: 'RateLimited', retryable: true },
   integrity: {
     httpStatus: 500,
     code: 'artifact_integrity',

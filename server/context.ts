@@ -1,4 +1,5 @@
 import type { Logger } from '../core/logger.js';
+import type { Principal } from './auth.js';
 
 /** Values the middleware put on every request's context; handlers read them as `c.var.requestId`, `c.var.logger`. */
 export interface AppVariables {
@@ -9,6 +10,8 @@ export interface AppVariables {
    * log nothing but their completion line, which does not need one).
    */
   logger: () => Logger;
+  /** The caller, set by the authentication middleware; undefined only on public routes of an API with keys. */
+  principal: Principal | undefined;
 }
 
 /** The Hono environment shared by the app and every resource sub-app. */

@@ -24,6 +24,16 @@ const codesByStatus: Partial<Record<number, readonly [code: string, message: str
   504: ['gateway_timeout', 'Gateway timeout'],
 };
 
+/** Seconds a client should wait after a 503 when the error does not say: long enough for a restart to finish. */
+export const DEFAULT_RETRY_AFTER_SECONDS = 5;
+
+function retryAfterOf(err: DomainError): number {
+  const seconds = (err as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+  return typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0
+    ? Math.ceil(seconds)
+    : DEFAULT_RETRY_AFTER_SECONDS;
+}
+
 function isJsonRequest(c: Context): boolean {
   return /^application\/([\w.-]+\+)?json\b/i.test(c.req.header('content-type') ?? '');
 }
@@ -70,7 +80,12 @@ export function createErrorHandler(fallbackLogger: Logger): ErrorHandler<AppEnv>
 
     if (err instanceof DomainError) {
       if (err.httpStatus >= 500) log.error({ err }, `request failed: ${err.message}`);
-      return c.json(errorBody(err.code, err.message, err.details), err.httpStatus as ContentfulStatusCode);
+      const response = c.json(errorBody(err.code, err.message, err.details), err.httpStatus as ContentfulStatusCode);
+      // An outage or a rate limit passes: say when to come back, so clients back off instead of hammering.
+      if (err.httpStatus === 503 || err.httpStatus === 429) {
+        response.headers.set('retry-after', String(retryAfterOf(err)));
+      }
+      return response;
     }
     if (err instanceof HTTPException) {
       if (err.status === 400 && err.message === HONO_MALFORMED_JSON) {

@@ -40,6 +40,35 @@ export class ValidationError extends DomainError {
   }
 }
 
+/** Thrown when a request carries no API key, or one that is unknown or revoked. */
+export class UnauthorizedError extends DomainError {
+  override readonly name = 'UnauthorizedError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('unauthorized', message, options);
+  }
+}
+
+/** Thrown when the caller is known but a policy (its key's scopes, the data access policy) refuses the request. */
+export class ForbiddenError extends DomainError {
+  override readonly name = 'ForbiddenError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('forbidden', message, options);
+  }
+}
+
+/** Thrown when a key made more requests than its rate allows; the answer says when to try again. */
+export class RateLimitedError extends DomainError {
+  override readonly name = 'RateLimitedError';
+  constructor(
+    message: string,
+    /** Whole seconds until a request would be accepted again (the `Retry-After` header). */
+    readonly retryAfterSeconds: number,
+    options?: DomainErrorOptions,
+  ) {
+    super('rate_limited', message, options);
+  }
+}
+
 /** Thrown when the addressed resource does not exist. */
 export class NotFoundError extends DomainError {
   override readonly name = 'NotFoundError';
