@@ -113,6 +113,7 @@ export function createBatchScoringActivities(deps: ActivityDeps) {
           objects: deps.objects,
           cacheDir: objectCache,
           signal: context.cancellationSignal,
+          policy: deps.dataAccess.policy,
           onDownload: (bytes) => {
             progress = { phase: 'download', rows: 0, total: bytes };
           },

@@ -123,7 +123,12 @@ export function createDataActivities(deps: ActivityDeps) {
           cacheDir: objectCache,
           artifacts: deps.artifacts,
           objectSource: deps.objects,
-          pgPool: deps.pgPool,
+          policy: deps.dataAccess.policy,
+          connections: deps.dataAccess.connections,
+          postgres: {
+            ...(deps.dataAccess.connectTimeoutMs ? { connectTimeoutMs: deps.dataAccess.connectTimeoutMs } : {}),
+            ...(deps.dataAccess.statementTimeoutMs ? { statementTimeoutMs: deps.dataAccess.statementTimeoutMs } : {}),
+          },
           signal: Context.current().cancellationSignal,
           onProgress: (progress) => heartbeat({ stage: identity.stage, ...progress }),
           findExisting: async (fingerprint) => {

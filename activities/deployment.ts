@@ -3,7 +3,7 @@
  * live traffic (prediction_logs), promote or roll back. Registry writes are idempotent (a retry after a committed
  * write changes nothing and answers the same), and the comparison only reads.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FailureType } from '../core/constants.js';
 import {
   alignLabels,
@@ -14,16 +14,22 @@ import {
   type VersionTraffic,
 } from '../serving/canary-comparison.js';
 import { STICKY_KEY_CONFIG, type TrafficChangeResult } from '../storage/deployment-store.js';
+import { reconcileRollouts, type ReconciledRollout, type ReconcileOptions } from '../pipelines/rollout-reconciler.js';
 import { activityLogger } from './activity-logger.js';
 import type { ActivityDeps } from './deps.js';
 
 export type { CanaryThresholds, CanaryVerdict, CanaryCheck, VersionTraffic } from '../serving/canary-comparison.js';
+export type { ReconciledRollout, ReconcileOptions } from '../pipelines/rollout-reconciler.js';
 
 export interface StartCanaryActivityInput {
   readonly deploymentName: string;
   readonly versionId: string;
   readonly trafficPercent: number;
   readonly stickyKey?: string | undefined;
+  /** The rollout workflow running the canary: it holds (or takes) the deployment's rollout reservation. */
+  readonly rollout?: string | undefined;
+  /** Serve the version although it is not blessed or its approval was rejected (the request said so). */
+  readonly allowUnblessed?: boolean | undefined;
   readonly actor: string;
   readonly reason: string;
 }
@@ -64,6 +70,12 @@ export interface EndCanaryInput {
   readonly deploymentName: string;
   /** The challenger's version: promotion and rollback touch this canary only. */
   readonly versionId: string;
+  /** The rollout workflow: a rollout that no longer holds the deployment changes nothing; the holder releases it. */
+  readonly rollout?: string | undefined;
+  /** Rollback: only when `rollout` holds the deployment (its canary never started). */
+  readonly heldOnly?: boolean | undefined;
+  /** Promotion: the canary was allowed to serve an unblessed version. */
+  readonly allowUnblessed?: boolean | undefined;
   readonly actor: string;
   readonly reason: string;
 }
@@ -282,6 +294,14 @@ export function createDeploymentActivities(deps: ActivityDeps) {
     /** The champion takes all of the traffic back; nothing to do when this canary no longer runs. */
     async rollbackCanary(input: EndCanaryInput): Promise<TrafficState> {
       return trafficState(input.deploymentName, await deployments.rollbackChallenger(input));
+    },
+
+    /**
+     * Rolls back every challenger whose rollout workflow no longer runs, and releases stale rollout reservations
+     * (pipelines/rollout-reconciler.ts); asks Temporal through the worker's own client. Idempotent.
+     */
+    async reconcileRollouts(input: ReconcileOptions = {}): Promise<ReconciledRollout[]> {
+      return reconcileRollouts({ client: Context.current().client, deployments, logger: deps.logger }, input);
     },
   };
 }

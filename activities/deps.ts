@@ -1,5 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
+import type { DataAccessPolicy } from '../data/access-policy.js';
+import type { ConnectionResolver } from '../data/postgres-source.js';
 import type { ArtifactStore } from '../storage/artifact-store.js';
 import type { DatasetStore } from '../storage/dataset-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
@@ -21,8 +23,20 @@ export interface ActivityDeps {
   readonly registry: RegistryStore;
   /** Deployments: what each serves (champion, canary, shadows), changed by the deploy and rollout activities. */
   readonly deployments: DeploymentStore;
-  /** The platform database's pool: Postgres extraction sources without their own URL query it. */
+  /** The platform database's pool (the platform's own queries; never a source's, which go through `dataAccess`). */
   readonly pgPool: pg.Pool;
+  /**
+   * What extraction sources may read (checked again here, after the API's check), and how named Postgres
+   * connections are resolved: by name, at run time, so no secret is in a workflow's input or history.
+   */
+  readonly dataAccess: {
+    readonly policy: DataAccessPolicy;
+    readonly connections: ConnectionResolver;
+    /** Bound on connecting to a source database, ms; default 10 000. */
+    readonly connectTimeoutMs?: number;
+    /** Bound on each statement of a source query, ms; default 300 000. */
+    readonly statementTimeoutMs?: number;
+  };
   /** Worker-local scratch folder: per-activity work folders and the download cache live under it. */
   readonly scratchDir: string;
   readonly logger: Logger;

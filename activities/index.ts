@@ -35,6 +35,8 @@ export type {
   CanaryThresholds,
   CompareCanaryInput,
   EndCanaryInput,
+  ReconciledRollout,
+  ReconcileOptions,
   StartCanaryActivityInput,
   StartCanaryResult,
   TrafficState,

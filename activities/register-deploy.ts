@@ -122,7 +122,9 @@ export function createRegisterDeployActivities(deps: ActivityDeps) {
 
     /** Pusher: makes a blessed version the deployment's champion (serving follows the deployment record). */
     async deployModel(input: DeployModelInput): Promise<DeployModelResult> {
-      const deployed = await deps.deployments.deploy(input);
+      // This run's own approval (or automatic policy) decides: an earlier run's rejection of the same bytes does not.
+      const run = await deps.pipelines.getRunByWorkflowId(currentWorkflow().workflowId);
+      const deployed = await deps.deployments.deploy({ ...input, ...(run ? { approvedInRun: run.id } : {}) });
       return {
         deploymentName: input.deploymentName,
         versionId: input.versionId,

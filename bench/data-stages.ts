@@ -34,6 +34,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
+import { createDataAccessPolicy } from '../data/access-policy.js';
 import { DataEngine, sqlString } from '../data/engine.js';
 import {
   extractSnapshot,
@@ -197,10 +198,11 @@ async function main(): Promise<void> {
     const scratch = path.join(dataDir, 'bench-scratch');
     const sharedCache = path.join(scratch, 'object-cache');
     const artifactCache = path.join(scratch, 'artifact-cache');
-    const base: Pick<ExtractOptions, 'source' | 'artifacts' | 'objectSource'> = {
+    const base: Pick<ExtractOptions, 'source' | 'artifacts' | 'objectSource' | 'policy'> = {
       source: SOURCE,
       artifacts,
       objectSource: objects,
+      policy: createDataAccessPolicy({ roots: [], buckets: [LANDING_BUCKET] }),
     };
 
     // -------------------------------------------------------------------------------------------------------------

@@ -87,17 +87,60 @@ const environmentSchema = z.object({
   API_HOST: z.string().min(1).default('127.0.0.1'),
   API_PORT: port.default(3000),
   API_BODY_LIMIT_BYTES: positiveInt.default(1_048_576),
+  /** `keys`: every route but health and docs needs an API key. `open`: no keys; only behind a trusted network. */
+  API_AUTH: z.enum(['keys', 'open']).default('keys'),
+  /**
+   * Host header values the API answers (comma-separated; `*` any). Default: the loopback names when it listens on
+   * loopback (a DNS-rebinding page cannot reach it), any host otherwise.
+   */
+  API_ALLOWED_HOSTS: z.string().optional(),
+  /** Requests per second each API key may make (a token bucket holding twice as many); 0 turns the limit off. */
+  API_RATE_LIMIT_PER_SECOND: z.coerce.number().int().min(0).max(1_000_000).default(1_000),
 
   SERVING_MAX_INSTANCES: positiveInt.default(1_000),
   SERVING_MAX_BATCH_ROWS: positiveInt.default(256),
   SERVING_MAX_WAIT_MS: z.coerce.number().min(0).max(1_000).default(0),
   SERVING_INFERENCE_THREADS: flag.default(true),
+  // Bounds on inference threads (serving/index.ts also caps both at the CPU count).
+  SERVING_MAX_INFERENCE_THREADS: z.coerce
+    .number()
+    .int('expected an integer from 1 to 64')
+    .min(1, 'expected an integer from 1 to 64')
+    .max(64, 'expected an integer from 1 to 64: more inference threads than that only contend for the CPUs')
+    .default(4),
+  SERVING_SESSION_THREADS: z.coerce
+    .number()
+    .int('expected an integer from 1 to 16')
+    .min(1, 'expected an integer from 1 to 16')
+    .max(16, 'expected an integer from 1 to 16 (onnxruntime intra-op threads per loaded version)')
+    .default(1),
+  ROLLOUT_RECONCILE_EVERY_SECONDS: z.coerce
+    .number()
+    .int('expected an integer from 5 to 3600')
+    .min(5, 'expected an integer from 5 to 3600')
+    .max(3600, 'expected an integer from 5 to 3600')
+    .default(60),
 
   PREDICTION_LOG_SAMPLE_RATE: fraction.default(1),
   PREDICTION_LOG_QUEUE_SIZE: positiveInt.default(100_000),
   PREDICTION_LOG_BATCH_SIZE: positiveInt.default(1_000),
   PREDICTION_LOG_FLUSH_MS: positiveInt.default(200),
   PREDICTION_LOG_MAX_BUSY_SHARE: z.coerce.number().min(0.01).max(1).default(0.25),
+
+  // The data access policy (data/access-policy.ts) and the bounds on reading a source.
+  /** Folders local sources may lie in, comma-separated; default `<MLOPS_DATA_DIR>/sources`. */
+  DATA_ROOTS: optionalString,
+  /** Buckets (`bucket`, `bucket/prefix/`, `*`) sources may read, comma-separated; default `<S3_BUCKET>/landing/`. */
+  DATA_BUCKETS: optionalString,
+  DATA_MAX_FILES: positiveInt.default(10_000),
+  DATA_MAX_DEPTH: positiveInt.default(16),
+  /** base64 of 32 bytes sealing connection passwords; default: a key file generated under the data directory. */
+  CONNECTIONS_KEY: optionalString.refine((v) => v === undefined || Buffer.from(v, 'base64').length === 32, {
+    message: 'expected 32 bytes in base64 (openssl rand -base64 32)',
+  }),
+  SOURCE_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
+  SOURCE_STATEMENT_TIMEOUT_MS: positiveInt.default(300_000),
+  SOURCE_PROBE_TIMEOUT_MS: positiveInt.default(10_000),
 
   WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt.default(8),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt.default(16),
@@ -154,7 +197,16 @@ export interface AppConfig {
     readonly port: number;
     readonly consolePort: number;
   };
-  readonly api: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  readonly api: {
+    readonly host: string;
+    readonly port: number;
+    readonly bodyLimitBytes: number;
+    readonly auth: 'keys' | 'open';
+    /** Host header values accepted; undefined: any. */
+    readonly allowedHosts: readonly string[] | undefined;
+    /** Per-key requests per second; 0: no limit. */
+    readonly rateLimitPerSecond: number;
+  };
   /** Online serving (serving/index.ts). */
   readonly serving: {
     /** Most instances in one predict request. */
@@ -165,6 +217,10 @@ export interface AppConfig {
     readonly maxWaitMs: number;
     /** Each loaded version's session in a worker thread of its own, off the event loop. */
     readonly inferenceThreads: boolean;
+    /** Most inference threads (versions share them beyond); at most the CPU count at run time. */
+    readonly maxInferenceThreads: number;
+    /** onnxruntime intra-op threads per session; at most the CPU count at run time. */
+    readonly sessionThreads: number;
   };
   /** The API's prediction logs (serving/prediction-log.ts). */
   readonly predictionLog: {
@@ -179,11 +235,32 @@ export interface AppConfig {
     /** Most of the time the writer spends writing, 0.01 to 1 (it rests between batches for the remainder). */
     readonly maxBusyShare: number;
   };
+  /** What pipeline sources may read, and the bounds on reading them (data/access-policy.ts). */
+  readonly dataAccess: {
+    /** Absolute folders local sources must lie in. */
+    readonly roots: readonly string[];
+    /** `bucket`, `bucket/prefix/` or `*` entries. */
+    readonly buckets: readonly string[];
+    /** Most files or objects resolving one source may visit. */
+    readonly maxFiles: number;
+    /** Deepest folder a glob or folder walk descends into. */
+    readonly maxDepth: number;
+    /** base64 key sealing connection passwords; undefined: `<dataDir>/secrets/connections.key`. */
+    readonly connectionsKey: string | undefined;
+    /** Bound on connecting to a source database, in ms. */
+    readonly connectTimeoutMs: number;
+    /** Bound on each statement of a source query during extraction, in ms. */
+    readonly statementTimeoutMs: number;
+    /** Bound on the query that checks a definition's Postgres source on the request path, in ms. */
+    readonly probeTimeoutMs: number;
+  };
   readonly worker: {
     readonly maxConcurrentActivities: number;
     readonly maxConcurrentWorkflowTasks: number;
     readonly trainingMaxConcurrentActivities: number;
     readonly shutdownGraceSeconds: number;
+    /** How often the main worker's schedule reconciles canaries with their rollout workflows, in seconds. */
+    readonly rolloutReconcileEverySeconds: number;
   };
   readonly serviceStartTimeoutSeconds: number;
 }
@@ -200,6 +277,25 @@ export function defaultToolsDir(): string {
  * @throws ConfigError naming each malformed variable, with what was expected.
  * @example const config = loadConfig(process.env);
  */
+const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '[::1]'];
+
+function isLoopbackAddress(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** The Host names the API accepts: as configured (`*`: any), else the loopback names when it listens on loopback. */
+export function allowedHostsOf(setting: string | undefined, apiHost: string): readonly string[] | undefined {
+  if (setting !== undefined && setting.trim() !== '') {
+    const hosts = setting
+      .split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter((h) => h !== '');
+    return hosts.includes('*') ? undefined : hosts;
+  }
+  if (!isLoopbackAddress(apiHost)) return undefined;
+  return [...new Set([...LOOPBACK_HOSTS, apiHost.includes(':') ? `[${apiHost}]` : apiHost])];
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): AppConfig {
   const known = Object.fromEntries(Object.keys(environmentSchema.shape).map((k) => [k, env[k]]));
   const parsed = environmentSchema.safeParse(known);
@@ -239,12 +335,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       port: e.MINIO_PORT,
       consolePort: e.MINIO_CONSOLE_PORT,
     },
-    api: { host: e.API_HOST, port: e.API_PORT, bodyLimitBytes: e.API_BODY_LIMIT_BYTES },
+    api: {
+      host: e.API_HOST,
+      port: e.API_PORT,
+      bodyLimitBytes: e.API_BODY_LIMIT_BYTES,
+      auth: e.API_AUTH,
+      allowedHosts: allowedHostsOf(e.API_ALLOWED_HOSTS, e.API_HOST),
+      rateLimitPerSecond: e.API_RATE_LIMIT_PER_SECOND,
+    },
     serving: {
       maxInstances: e.SERVING_MAX_INSTANCES,
       maxBatchRows: e.SERVING_MAX_BATCH_ROWS,
       maxWaitMs: e.SERVING_MAX_WAIT_MS,
       inferenceThreads: e.SERVING_INFERENCE_THREADS,
+      maxInferenceThreads: e.SERVING_MAX_INFERENCE_THREADS,
+      sessionThreads: e.SERVING_SESSION_THREADS,
     },
     predictionLog: {
       sampleRate: e.PREDICTION_LOG_SAMPLE_RATE,
@@ -253,14 +358,36 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       flushMs: e.PREDICTION_LOG_FLUSH_MS,
       maxBusyShare: e.PREDICTION_LOG_MAX_BUSY_SHARE,
     },
+    dataAccess: {
+      roots:
+        e.DATA_ROOTS === undefined
+          ? [path.join(path.resolve(cwd, e.MLOPS_DATA_DIR), 'sources')]
+          : listSetting(e.DATA_ROOTS).map((r) => path.resolve(cwd, r)),
+      buckets: e.DATA_BUCKETS === undefined ? [`${e.S3_BUCKET}/landing/`] : listSetting(e.DATA_BUCKETS),
+      maxFiles: e.DATA_MAX_FILES,
+      maxDepth: e.DATA_MAX_DEPTH,
+      connectionsKey: e.CONNECTIONS_KEY,
+      connectTimeoutMs: e.SOURCE_CONNECT_TIMEOUT_MS,
+      statementTimeoutMs: e.SOURCE_STATEMENT_TIMEOUT_MS,
+      probeTimeoutMs: e.SOURCE_PROBE_TIMEOUT_MS,
+    },
     worker: {
       maxConcurrentActivities: e.WORKER_MAX_CONCURRENT_ACTIVITIES,
       maxConcurrentWorkflowTasks: e.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
       trainingMaxConcurrentActivities: e.TRAINING_WORKER_MAX_CONCURRENT_ACTIVITIES,
       shutdownGraceSeconds: e.WORKER_SHUTDOWN_GRACE_SECONDS,
+      rolloutReconcileEverySeconds: e.ROLLOUT_RECONCILE_EVERY_SECONDS,
     },
     serviceStartTimeoutSeconds: e.SERVICE_START_TIMEOUT_SECONDS,
   };
+}
+
+/** The entries of a comma-separated setting, trimmed, empty ones left out. */
+function listSetting(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
 }
 
 /** The resolved endpoints of the three services, whether external or started locally. */

@@ -26,6 +26,8 @@ export const ExtractErrorCode = {
   QueryFailed: 'query_failed',
   /** An object changed between listing and download; retrying reads the new version. */
   SourceChanged: 'source_changed',
+  /** Resolving the source would visit more files or objects, or descend deeper, than the policy's caps allow. */
+  SourceTooBroad: 'source_too_broad',
 } as const;
 export type ExtractErrorCodeName = (typeof ExtractErrorCode)[keyof typeof ExtractErrorCode];
 
@@ -40,6 +42,7 @@ const KIND: Record<ExtractErrorCodeName, DomainErrorKind> = {
   invalid_query: 'invalid',
   query_failed: 'invalid',
   source_changed: 'not_found',
+  source_too_broad: 'invalid',
 };
 
 /**

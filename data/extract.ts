@@ -11,8 +11,9 @@ import {
   S3ObjectSource,
   type ObjectSource,
 } from '../storage/object-source.js';
+import type { DataAccessPolicy } from './access-policy.js';
 import { ExtractError } from './extract-errors.js';
-import { exportPostgresQuery } from './postgres-source.js';
+import { CONNECTION_NAME_PATTERN, exportPostgresQuery, type ConnectionResolver } from './postgres-source.js';
 import { writeSnapshot, type ReadPlan } from './snapshot-writer.js';
 import {
   dataExtension,
@@ -61,8 +62,11 @@ export interface PostgresSource {
   readonly kind: 'postgres';
   /** One read-only SELECT (or WITH ... SELECT); a trailing semicolon is allowed. */
   readonly query: string;
-  /** The database to query; default: the `pgPool` given to the call (the platform's database). */
-  readonly url?: string;
+  /**
+   * The named connection to query (resolved by `connections` when the query runs, so no secret travels with the
+   * source); default: the platform database's read-only connection, or the `pgPool` given to the call.
+   */
+  readonly connection?: string;
 }
 
 /** Rows whose `column` lies in [from, to); both bounds ISO 8601, a bound without offset is UTC. */
@@ -98,7 +102,14 @@ export interface ExtractOptions {
   /** How `s3://` sources are read; default: an `S3ObjectSource` on `s3Client`. */
   readonly objectSource?: ObjectSource;
   readonly s3Client?: Client;
-  /** The platform database, for Postgres sources without their own `url`. */
+  /**
+   * What the source may read: local roots, buckets. Checked before anything is listed or read; the caps on files
+   * and depth bound resolving a glob or a prefix.
+   */
+  readonly policy: DataAccessPolicy;
+  /** Resolves named Postgres connections (and the platform's read-only one, for sources that name none). */
+  readonly connections?: ConnectionResolver;
+  /** Without `connections`: the database Postgres sources that name no connection query (tests, library use). */
   readonly pgPool?: pg.Pool;
   /**
    * Looks up a snapshot already made with this fingerprint (the metadata store). When it returns one whose artifact
@@ -115,6 +126,8 @@ export interface ExtractOptions {
     readonly batchRows?: number;
     /** Per statement; default 300 000 (5 min). */
     readonly statementTimeoutMs?: number;
+    /** Bound on connecting to a named connection; default 10 000. */
+    readonly connectTimeoutMs?: number;
   };
   readonly engine?: { readonly threads?: number; readonly memoryLimit?: string };
 }
@@ -134,9 +147,9 @@ const requestSchema = z.object({
     z.strictObject({
       kind: z.literal('postgres'),
       query: z.string().trim().min(1, 'the query is empty'),
-      url: z
+      connection: z
         .string()
-        .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// or postgresql:// URL')
+        .regex(CONNECTION_NAME_PATTERN, 'expected a connection name (lowercase letters, digits, - and _)')
         .optional(),
     }),
   ]),
@@ -256,7 +269,7 @@ async function resolveInputs(
   const progress = options.onProgress ?? (() => {});
   switch (spec.kind) {
     case 'file': {
-      const { files, format } = await resolveLocalFiles(spec, requested);
+      const { files, format } = await resolveLocalFiles(spec, requested, options.policy);
       const plan: ReadPlan = { format, files: files.map((f) => f.name), displayNames: new Map() };
       return {
         format,
@@ -267,7 +280,12 @@ async function resolveInputs(
       };
     }
     case 's3': {
-      const { objects, format } = await resolveObjects(spec, objectSourceOf(options, spec.display), requested);
+      const { objects, format } = await resolveObjects(
+        spec,
+        objectSourceOf(options, spec.display),
+        requested,
+        options.policy,
+      );
       const inputs = objects.map((o) => ({ name: o.key, format, bytes: o.size, identity: objectIdentity(o) }));
       return {
         format,
@@ -283,7 +301,9 @@ async function resolveInputs(
       progress({ phase: 'query', rows: 0, bytes: 0 });
       const exported = await exportPostgresQuery({
         spec,
+        connections: options.connections,
         pool: options.pgPool,
+        connectTimeoutMs: options.postgres?.connectTimeoutMs ?? 10_000,
         file,
         batchRows: options.postgres?.batchRows ?? 10_000,
         statementTimeoutMs: options.postgres?.statementTimeoutMs ?? 300_000,
@@ -329,7 +349,8 @@ function computeFingerprint(
       ? { kind: 'file', pattern: spec.pattern }
       : spec.kind === 's3'
         ? { kind: 's3', bucket: spec.bucket, key: spec.key }
-        : { kind: 'postgres', query: spec.query };
+        : // Not the connection: the rows' sha256 is in the inputs, and the same rows make the same snapshot.
+          { kind: 'postgres', query: spec.query };
   const canonical = JSON.stringify({
     scheme: FINGERPRINT_SCHEME,
     source,

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import pg from 'pg';
 import { isErrnoException } from '../core/errors.js';
+import { PLATFORM_CONNECTION } from '../storage/connection-store.js';
 import { ExtractError } from './extract-errors.js';
 import type { SourceSpec } from './sources.js';
 
@@ -25,10 +26,33 @@ export interface PostgresExport {
   readonly sha256: string;
 }
 
+/** Names of connections: lowercase letters, digits, - and _, at most 63. */
+export const CONNECTION_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/**
+ * Finds a named connection's URL, secret included, at the moment a query runs, so the secret never travels in a
+ * request, a definition or a workflow input. storage/connection-store.ts implements it.
+ */
+export interface ConnectionResolver {
+  /**
+   * The full `postgres://` URL of the connection `name`.
+   *
+   * @throws DomainError (`not_found`) for an unknown connection; (`unavailable`) when its secret cannot be read.
+   */
+  connectionString(name: string): Promise<string>;
+}
+
 export interface PostgresExportOptions {
   readonly spec: Extract<SourceSpec, { kind: 'postgres' }>;
-  /** Used when the spec has no URL of its own. */
-  readonly pool: pg.Pool | undefined;
+  /**
+   * Resolves the spec's named connection ({@link PLATFORM_CONNECTION} when it names none). Without it, a spec
+   * without a connection uses `pool` (library use and tests; the platform's activities and API always resolve).
+   */
+  readonly connections?: ConnectionResolver | undefined;
+  /** Used when there is no resolver and the spec names no connection. */
+  readonly pool?: pg.Pool | undefined;
+  /** Bound on establishing a connection, in ms; default 10 000. */
+  readonly connectTimeoutMs?: number;
   /** Where the rows are written, one JSON object per line, every value as Postgres's text (or null). */
   readonly file: string;
   readonly batchRows: number;
@@ -148,17 +172,29 @@ export async function exportPostgresQuery(options: PostgresExportOptions): Promi
   const { spec } = options;
   const refused = whyNotSingleSelect(spec.query);
   if (refused) throw new ExtractError('invalid_query', spec.display, refused);
-  if (!spec.url && !options.pool) {
-    throw new ExtractError('invalid_request', spec.display, 'a Postgres source needs a url, or a pgPool to use');
+  const connection = spec.connection ?? (options.connections ? PLATFORM_CONNECTION : undefined);
+  if (connection !== undefined && !options.connections) {
+    throw new ExtractError('invalid_request', spec.display, 'a named connection needs a connection resolver');
+  }
+  if (connection === undefined && !options.pool) {
+    throw new ExtractError('invalid_request', spec.display, 'a Postgres source needs a connection, or a pgPool to use');
   }
 
   let client: pg.ClientBase;
   let release: (error?: Error) => Promise<void>;
-  if (spec.url) {
-    const own = new pg.Client({ connectionString: spec.url, application_name: 'mlops-extract' });
-    own.on('error', () => {}); // reported through the failing query instead
-    client = own;
-    release = () => own.end().catch(() => {});
+  let own: pg.Client | undefined;
+  if (connection !== undefined) {
+    own = new pg.Client({
+      connectionString: await options.connections!.connectionString(connection),
+      application_name: 'mlops-extract',
+      connectionTimeoutMillis: Math.max(1, Math.round(options.connectTimeoutMs ?? 10_000)),
+      // Also set per transaction below; this bounds the statements that run before it.
+      statement_timeout: Math.max(1, Math.round(options.statementTimeoutMs)),
+    });
+    const ownClient = own;
+    ownClient.on('error', () => {}); // reported through the failing query instead
+    client = ownClient;
+    release = () => ownClient.end().catch(() => {});
   } else {
     const pooled = await options.pool!.connect();
     client = pooled;
@@ -169,7 +205,7 @@ export async function exportPostgresQuery(options: PostgresExportOptions): Promi
   const out = createWriteStream(options.file, { flags: 'wx' });
   let failure: Error | undefined;
   try {
-    if (spec.url) await (client as pg.Client).connect();
+    if (own) await own.connect();
     await client.query('BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
     await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.round(options.statementTimeoutMs))}`);
     for (const [name, value] of SESSION_SETTINGS) await client.query(`SET LOCAL ${name} = '${value}'`);

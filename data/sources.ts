@@ -4,12 +4,22 @@ import { fileURLToPath } from 'node:url';
 import { isErrnoException } from '../core/errors.js';
 import { sha256OfFile } from '../storage/content-hash.js';
 import { ObjectNotFoundError, objectUri, type ObjectInfo, type ObjectSource } from '../storage/object-source.js';
+import {
+  authorizeLocalPath,
+  authorizeObjects,
+  DEFAULT_MAX_SOURCE_DEPTH,
+  DEFAULT_MAX_SOURCE_FILES,
+  isObjectAllowed,
+  type DataAccessPolicy,
+} from './access-policy.js';
 import { ExtractError } from './extract-errors.js';
 
 /**
- * Where the extract stage reads from: local files, objects of any S3 bucket, or a Postgres query. Each source is
- * resolved into a list of inputs with a content identity, before any data is read in full, so the snapshot's
- * fingerprint is known early. A Postgres query is exported by postgres-source.ts; the errors are extract-errors.ts's.
+ * Where the extract stage reads from: local files, S3 objects, or a Postgres query. Each source is resolved into a
+ * list of inputs with a content identity, before any data is read in full, so the snapshot's fingerprint is known
+ * early. Resolution is bounded (a cap on the files or objects visited and on the depth of a walk) and, given a
+ * {@link DataAccessPolicy}, refused before anything is listed when the source lies outside it. A Postgres query is
+ * exported by postgres-source.ts; the errors are extract-errors.ts's.
  */
 
 /** The file formats DuckDB reads here. */
@@ -61,25 +71,58 @@ export function hasGlob(pattern: string): boolean {
   return /[*?]/.test(pattern);
 }
 
-/** A whole-string matcher for a `/`-separated glob pattern (`*`, `**`, `?`; everything else literal). */
-export function globToRegExp(pattern: string): RegExp {
-  let out = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '*' && pattern[i + 1] === '*') {
-      // `**/` matches zero or more whole segments; a bare `**` anything at all.
-      if (pattern[i + 2] === '/') {
-        out += '(?:[^/]*/)*';
-        i += 2;
-      } else {
-        out += '.*';
-        i += 1;
-      }
-    } else if (c === '*') out += '[^/]*';
-    else if (c === '?') out += '[^/]';
-    else out += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+/**
+ * A whole-string matcher for a `/`-separated glob pattern: `*` any run of characters within a segment, `?` one
+ * character, a `**` segment zero or more whole segments; everything else literal.
+ *
+ * Matching takes time linear in the pattern times the name, whatever the pattern: a source's glob comes from a
+ * request, and the regular expressions that glob libraries (picomatch, minimatch) compile backtrack exponentially
+ * on patterns like `*a*a*a*a*b` (picomatch: 30 s for four stars against a 200-character name).
+ */
+export function globMatcher(pattern: string): (candidate: string) => boolean {
+  const patternSegments = pattern.split('/');
+  return (candidate) => matchSegments(patternSegments, candidate.split('/'));
+}
+
+/** Dynamic programming over segments: `reach[j]` says the pattern so far matches the first j segments. */
+function matchSegments(pattern: readonly string[], segments: readonly string[]): boolean {
+  let reach = segments.map(() => false).concat(false);
+  reach[0] = true;
+  for (const part of pattern) {
+    const next = reach.map(() => false);
+    if (part === '**') {
+      let any = false;
+      for (let j = 0; j < reach.length; j++) next[j] = any ||= reach[j]!;
+    } else {
+      for (let j = 0; j < segments.length; j++) if (reach[j] && matchSegment(part, segments[j]!)) next[j + 1] = true;
+    }
+    reach = next;
   }
-  return new RegExp(`^${out}$`);
+  return reach[segments.length]!;
+}
+
+/** `*` and `?` within one segment, by the two-pointer algorithm (back to the last `*` only): no regex. */
+function matchSegment(pattern: string, name: string): boolean {
+  let p = 0;
+  let n = 0;
+  let star = -1;
+  let mark = 0;
+  while (n < name.length) {
+    if (p < pattern.length && (pattern[p] === '?' || pattern[p] === name[n])) {
+      p += 1;
+      n += 1;
+    } else if (p < pattern.length && pattern[p] === '*') {
+      star = p;
+      p += 1;
+      mark = n;
+    } else if (star >= 0) {
+      p = star + 1;
+      mark += 1;
+      n = mark;
+    } else return false;
+  }
+  while (pattern[p] === '*') p += 1;
+  return p === pattern.length;
 }
 
 /** The part of a pattern before its first wildcard, cut back to a whole segment: where listing starts. */
@@ -89,6 +132,11 @@ function literalPrefix(pattern: string): string {
   return pattern.slice(0, pattern.lastIndexOf('/', first) + 1);
 }
 
+/** How many folders below its literal base a glob can match: the cap for `**`, else its remaining segments. */
+function globDepth(rest: string, maxDepth: number): number {
+  return rest.includes('**') ? maxDepth : rest.split('/').length - 1;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Source specs
 
@@ -96,7 +144,13 @@ function literalPrefix(pattern: string): string {
 export type SourceSpec =
   | { readonly kind: 'file'; readonly pattern: string; readonly display: string }
   | { readonly kind: 's3'; readonly bucket: string; readonly key: string; readonly display: string }
-  | { readonly kind: 'postgres'; readonly query: string; readonly url: string | undefined; readonly display: string };
+  | {
+      readonly kind: 'postgres';
+      readonly query: string;
+      /** The named connection to query; undefined: the platform database's read-only connection. */
+      readonly connection: string | undefined;
+      readonly display: string;
+    };
 
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
@@ -107,14 +161,14 @@ const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
  * @throws ExtractError `invalid_request` for an unsupported scheme or a bad bucket name.
  */
 export function parseSourceSpec(
-  source: string | { readonly kind: 'postgres'; readonly query: string; readonly url?: string | undefined },
+  source: string | { readonly kind: 'postgres'; readonly query: string; readonly connection?: string | undefined },
 ): SourceSpec {
   if (typeof source !== 'string') {
     const query = source.query.trim().replace(/[\s;]+$/, '');
-    const where = source.url ? redactUrl(source.url) : 'the platform database';
+    const where = source.connection ? `connection ${source.connection}` : 'the platform database';
     const short = query.replace(/\s+/g, ' ');
     const display = `postgres query on ${where}: ${short.length > 120 ? `${short.slice(0, 117)}...` : short}`;
-    return { kind: 'postgres', query, url: source.url, display };
+    return { kind: 'postgres', query, connection: source.connection, display };
   }
   if (source.startsWith('s3://')) {
     const rest = source.slice('s3://'.length);
@@ -140,16 +194,6 @@ export function parseSourceSpec(
     throw new ExtractError('invalid_request', source, 'unsupported scheme; use a path, file://, s3:// or a query');
   }
   return { kind: 'file', pattern: path.resolve(source), display: source };
-}
-
-/** host:port/database of a Postgres URL, never its password. */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `postgres://${parsed.host}${parsed.pathname}`;
-  } catch {
-    return 'postgres://(unparsable URL)';
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -207,31 +251,58 @@ function keepDataFiles<T>(items: readonly T[], nameOf: (item: T) => string, requ
   });
 }
 
+/** The caps a resolution runs under: the policy's, or the defaults. */
+function capsOf(policy: DataAccessPolicy | undefined): { maxFiles: number; maxDepth: number } {
+  return {
+    maxFiles: policy?.maxFiles ?? DEFAULT_MAX_SOURCE_FILES,
+    maxDepth: policy?.maxDepth ?? DEFAULT_MAX_SOURCE_DEPTH,
+  };
+}
+
 /**
  * Expands a local path, folder or glob into the paths of its data files, sorted, and their format; reads no file.
+ * A glob is walked from its deepest literal folder (never from `/`), at most as deep as it can match (`**`: the
+ * policy's depth cap) and over at most the policy's number of entries. With a policy, the path (or the glob's base)
+ * and every symbolic link found must lie inside a data root once resolved.
  *
- * @throws ExtractError `source_not_found` when nothing matches.
+ * @throws SourceNotAllowedError when the source lies outside the policy's roots (before anything is listed).
+ * @throws ExtractError `source_not_found` when nothing matches; `source_too_broad` past a cap; `invalid_request` for
+ *   a glob at the file system's root.
  */
 export async function listLocalFiles(
   spec: Extract<SourceSpec, { kind: 'file' }>,
   requested: DataFormat | undefined,
+  policy?: DataAccessPolicy,
 ): Promise<{ paths: string[]; format: DataFormat }> {
+  const caps = capsOf(policy);
+  const authorize = async (p: string, shown: string) =>
+    policy ? authorizeLocalPath(policy, p, shown) : path.resolve(p);
   let paths: string[];
   if (hasGlob(spec.pattern)) {
-    const base = literalPrefix(spec.pattern) || path.sep;
-    const matcher = globToRegExp(spec.pattern);
-    const recursive = spec.pattern.slice(base.length).includes('/');
-    paths = (await listFiles(base, recursive)).filter((p) => matcher.test(p) && !isHiddenName(p));
+    const cut = literalPrefix(spec.pattern);
+    const start = path.resolve(cut || path.sep);
+    if (start === path.parse(start).root) {
+      throw new ExtractError('invalid_request', spec.display, 'a glob must start below a folder, never at the root');
+    }
+    const base = await authorize(cut, spec.display);
+    const rest = spec.pattern.slice(cut.length);
+    const matcher = globMatcher(rest);
+    const walked = await walk(base, globDepth(rest, caps.maxDepth), rest.includes('**'), caps, spec.display);
+    paths = walked.filter((p) => matcher(path.relative(base, p).split(path.sep).join('/')) && !isHiddenName(p));
   } else {
-    const info = await statOrUndefined(spec.pattern);
-    if (info?.isFile()) paths = [spec.pattern];
+    const real = await authorize(spec.pattern, spec.display);
+    const info = await statOrUndefined(real);
+    if (info?.isFile()) paths = [real];
     else if (info?.isDirectory()) {
-      paths = keepDataFiles(await listFiles(spec.pattern, true), (p) => path.relative(spec.pattern, p), requested);
+      const walked = await walk(real, caps.maxDepth, true, caps, spec.display);
+      paths = keepDataFiles(walked, (p) => path.relative(real, p), requested);
     } else paths = [];
   }
   if (paths.length === 0) {
     throw new ExtractError('source_not_found', spec.display, 'no file matches (or the folder holds no data files)');
   }
+  // A symbolic link in a root may point anywhere: what it reaches must lie in a root too.
+  if (policy) await Promise.all(paths.map((p) => authorizeLocalPath(policy, p, `${spec.display} (${p})`)));
   paths.sort();
   return { paths, format: resolveFormat(spec.display, paths, requested) };
 }
@@ -239,13 +310,14 @@ export async function listLocalFiles(
 /**
  * Expands a local path, folder or glob into its files, sorted, each hashed (sha256) for its identity.
  *
- * @throws ExtractError `source_not_found` when nothing matches.
+ * @throws SourceNotAllowedError, ExtractError as {@link listLocalFiles}.
  */
 export async function resolveLocalFiles(
   spec: Extract<SourceSpec, { kind: 'file' }>,
   requested: DataFormat | undefined,
+  policy?: DataAccessPolicy,
 ): Promise<{ files: ResolvedInput[]; format: DataFormat }> {
-  const { paths, format } = await listLocalFiles(spec, requested);
+  const { paths, format } = await listLocalFiles(spec, requested, policy);
   const files = await Promise.all(
     paths.map(async (p) => {
       const { sha256, bytes } = await sha256OfFile(p);
@@ -255,23 +327,50 @@ export async function resolveLocalFiles(
   return { files, format };
 }
 
-async function listFiles(dir: string, recursive: boolean): Promise<string[]> {
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true, recursive });
-  } catch (error) {
-    if (isErrnoException(error) && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return [];
-    throw error;
+function tooBroad(display: string, problem: string): ExtractError {
+  return new ExtractError('source_too_broad', display, `${problem}; narrow the path or glob`);
+}
+
+/**
+ * The files under `base`, breadth first, descending at most `maxDepth` folders (symbolic links to folders are not
+ * followed; links to files count as files). Past `caps.maxFiles` entries, or (with `refuseDeeper`) below
+ * `maxDepth`, the walk stops with `source_too_broad`.
+ */
+async function walk(
+  base: string,
+  maxDepth: number,
+  refuseDeeper: boolean,
+  caps: { maxFiles: number; maxDepth: number },
+  display: string,
+): Promise<string[]> {
+  const files: string[] = [];
+  let visited = 0;
+  let level = [base];
+  for (let depth = 0; level.length > 0; depth++) {
+    const next: string[] = [];
+    for (const dir of level) {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (error) {
+        if (isErrnoException(error) && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) continue;
+        throw error;
+      }
+      visited += entries.length;
+      if (visited > caps.maxFiles) throw tooBroad(display, `it holds more than ${caps.maxFiles} files and folders`);
+      for (const entry of entries) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) {
+          if (depth < maxDepth) next.push(full);
+          else if (refuseDeeper) throw tooBroad(display, `it has folders more than ${maxDepth} levels deep`);
+        } else if (entry.isFile()) files.push(full);
+        // A symbolic link counts as the file it points to (a `current.csv` link to the latest export, say).
+        else if (entry.isSymbolicLink() && (await statOrUndefined(full))?.isFile()) files.push(full);
+      }
+    }
+    level = next;
   }
-  const files = await Promise.all(
-    entries.map(async (e) => {
-      const full = path.join(e.parentPath, e.name);
-      // A symbolic link counts as the file it points to (a `current.csv` link to the latest export, say).
-      if (e.isSymbolicLink()) return (await statOrUndefined(full))?.isFile() ? full : undefined;
-      return e.isFile() ? full : undefined;
-    }),
-  );
-  return files.filter((f): f is string => f !== undefined);
+  return files;
 }
 
 async function statOrUndefined(p: string) {
@@ -285,29 +384,41 @@ async function statOrUndefined(p: string) {
 
 /**
  * Lists the objects an `s3://` source names: one object, every data object under a prefix, or the keys matching a
- * glob. Only listing: nothing is downloaded.
+ * glob. Only listing, of at most the policy's number of objects: nothing is downloaded. With a policy, the bucket
+ * and the listed prefix must be granted before anything is listed.
  *
- * @throws ExtractError `source_not_found` when the bucket does not exist or nothing matches.
+ * @throws SourceNotAllowedError when the bucket or prefix lies outside the policy.
+ * @throws ExtractError `source_not_found` when the bucket does not exist or nothing matches; `source_too_broad`
+ *   when the listing holds more objects than the cap.
  */
 export async function resolveObjects(
   spec: Extract<SourceSpec, { kind: 's3' }>,
   objects: ObjectSource,
   requested: DataFormat | undefined,
+  policy?: DataAccessPolicy,
 ): Promise<{ objects: ObjectInfo[]; format: DataFormat }> {
+  const { maxFiles } = capsOf(policy);
+  const list = async (prefix: string) => {
+    if (policy) authorizeObjects(policy, spec.bucket, prefix, spec.display);
+    const listed = await objects.list(spec.bucket, prefix, { maxKeys: maxFiles + 1 });
+    if (listed.length > maxFiles) throw tooBroad(spec.display, `it holds more than ${maxFiles} objects`);
+    return policy ? listed.filter((o) => isObjectAllowed(policy, o.bucket, o.key)) : listed;
+  };
   let found: ObjectInfo[];
   try {
     if (hasGlob(spec.key)) {
-      const matcher = globToRegExp(spec.key);
-      found = (await objects.list(spec.bucket, literalPrefix(spec.key))).filter(
-        (o) => matcher.test(o.key) && !isHiddenName(o.key),
-      );
+      const matcher = globMatcher(spec.key);
+      found = (await list(literalPrefix(spec.key))).filter((o) => matcher(o.key) && !isHiddenName(o.key));
     } else {
-      const single = spec.key && !spec.key.endsWith('/') ? await objects.stat(spec.bucket, spec.key) : undefined;
+      // A key outside the policy is never looked at as an object; as a folder, listing it is refused below.
+      const asObject =
+        spec.key !== '' && !spec.key.endsWith('/') && (!policy || isObjectAllowed(policy, spec.bucket, spec.key));
+      const single = asObject ? await objects.stat(spec.bucket, spec.key) : undefined;
       if (single) found = [single];
       else {
         // `s3://b/flights` means the folder `flights/`, never also `flights-2/...`.
         const prefix = spec.key === '' || spec.key.endsWith('/') ? spec.key : `${spec.key}/`;
-        found = keepDataFiles(await objects.list(spec.bucket, prefix), (o) => o.key.slice(prefix.length), requested);
+        found = keepDataFiles(await list(prefix), (o) => o.key.slice(prefix.length), requested);
       }
     }
   } catch (error) {

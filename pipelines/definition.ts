@@ -6,6 +6,7 @@
 // zod as @hono/zod-openapi extends it: zod 4 attaches `.openapi()` when a schema is created, so the API can document
 // this schema only if it was built with the extended zod, whichever module happens to load first.
 import { z } from '@hono/zod-openapi';
+import { CONNECTION_NAME_PATTERN } from '../data/postgres-source.js';
 import { prepareSpecSchema } from '../data/prepare.js';
 import { TRAINER_KINDS, type TrainerKind } from '../models/training-job.js';
 
@@ -34,9 +35,40 @@ const sourceSchema = z.union([
   z.strictObject({
     kind: z.literal('postgres'),
     query: z.string().min(1).max(100_000),
-    url: z.string().url().optional(),
+    /** A named connection (`/v1/connections`); default: the platform database as its read-only role. */
+    connection: z
+      .string()
+      .regex(CONNECTION_NAME_PATTERN, 'expected a connection name (lowercase letters, digits, - and _)')
+      .optional(),
+    /** Refused: a URL would carry its password into the definition, the API's answers and workflow histories. */
+    url: z
+      .unknown()
+      .refine((v) => v === undefined, {
+        message:
+          'a database URL is not accepted in a definition (its password would be stored and shown); create a ' +
+          'connection (POST /v1/connections, admin scope) and name it in source.connection',
+      })
+      .optional()
+      .openapi({ deprecated: true, description: 'Refused; use `connection`.' }),
   }),
 ]);
+
+/**
+ * A stored definition as the API shows it: a `source.url` saved before URLs were refused loses its password.
+ */
+export function redactDefinition<T>(definition: T): T {
+  const source = (definition as { source?: { url?: unknown } } | null)?.source;
+  if (!source || typeof source.url !== 'string') return definition;
+  let url: string;
+  try {
+    const parsed = new URL(source.url);
+    parsed.password = parsed.password ? 'redacted' : '';
+    url = parsed.toString();
+  } catch {
+    url = '(redacted)';
+  }
+  return { ...definition, source: { ...source, url } };
+}
 
 const spanSchema = z.strictObject({
   column: z.string().min(1),

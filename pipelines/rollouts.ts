@@ -13,6 +13,8 @@ import {
   type RolloutState,
 } from '../workflows/index.js';
 import { DomainError, type DomainErrorOptions } from '../core/errors.js';
+import type { DeploymentStore } from '../storage/deployment-store.js';
+import { reconcileRollouts } from './rollout-reconciler.js';
 
 export interface RolloutRunnerDeps {
   readonly client: Client;
@@ -49,6 +51,38 @@ export async function startDeploymentRollout(
     staticSummary: `canary of ${modelName} on ${input.deploymentName}: ${input.trafficPercent}% for ${input.durationSeconds}s`,
   });
   return { rolloutId, workflowId };
+}
+
+/**
+ * Starts a canary the way the API does, one rollout per deployment at a time: first rolls back this deployment's
+ * canary if its rollout workflow no longer runs (the reconciler, for this deployment), then reserves the deployment
+ * for the new rollout in one locked transaction (of two concurrent requests, exactly one gets it), then starts the
+ * workflow; if the start fails, the reservation is released.
+ *
+ * @throws RegistryConflictError (409) when another rollout holds the deployment, a canary runs, the version is the
+ *   champion or not fit to serve (unless `input.allowUnblessed`); RegistryNotFoundError (404) for an unknown
+ *   deployment or version.
+ */
+export async function requestCanaryRollout(
+  deps: RolloutRunnerDeps & { readonly deployments: DeploymentStore },
+  input: DeploymentRolloutInput,
+  modelName: string,
+): Promise<StartedRollout> {
+  const rolloutId = randomUUID();
+  const workflowId = rolloutWorkflowId(input.deploymentName, rolloutId);
+  await reconcileRollouts(deps, { deploymentName: input.deploymentName });
+  await deps.deployments.reserveRollout({
+    deploymentName: input.deploymentName,
+    workflowId,
+    versionId: input.versionId,
+    ...(input.allowUnblessed ? { allowUnblessed: true } : {}),
+  });
+  try {
+    return await startDeploymentRollout(deps, input, modelName, rolloutId);
+  } catch (error) {
+    await deps.deployments.releaseRollout(input.deploymentName, workflowId).catch(() => undefined);
+    throw error;
+  }
 }
 
 export type RolloutStatus = 'running' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out' | 'unknown';

@@ -7,6 +7,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowIdReusePolicy,
   WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
   type Client,
 } from '@temporalio/client';
 import { SearchAttributeKeys } from '../core/constants.js';
@@ -31,6 +32,8 @@ export interface PipelineRunnerDeps {
   /** The main task queue: where the pipeline workflow and its non-training stages run. */
   readonly taskQueue: string;
   readonly trainingTaskQueue: string;
+  /** How long an approval or rejection waits for the run's workflow to take it. Default {@link DECISION_TIMEOUT_MS}. */
+  readonly decisionTimeoutMs?: number;
 }
 
 /** A request that conflicts with the run's state (resume a running run, approve one that is not waiting, ...). */
@@ -53,6 +56,20 @@ export class RunStartError extends DomainError {
   override readonly name = 'RunStartError';
   constructor(message: string, options?: DomainErrorOptions) {
     super('unavailable', message, options);
+  }
+}
+
+/**
+ * How long an approval or rejection waits for the run's workflow to take it. The workflow answers in milliseconds
+ * when a worker runs; without one the request would wait as long as the caller's connection, holding it open.
+ */
+export const DECISION_TIMEOUT_MS = 10_000;
+
+/** Thrown when a run's workflow did not take a decision in time (no worker running it now); worth retrying. */
+export class DecisionTimeoutError extends DomainError {
+  override readonly name = 'DecisionTimeoutError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('unavailable', message, { code: 'decision_pending', ...options });
   }
 }
 
@@ -196,11 +213,25 @@ async function decide(
 ): Promise<ApprovalDecision> {
   const run = await deps.pipelines.getRun(runId);
   if (!run) throw new RunNotFoundError(`run ${runId} does not exist`);
+  const decision = approved ? 'approve' : 'reject';
+  const timeoutMs = deps.decisionTimeoutMs ?? DECISION_TIMEOUT_MS;
   try {
-    return await deps.client.workflow
-      .getHandle(run.workflowId)
-      .executeUpdate(approved ? approveUpdate : rejectUpdate, { args: [request] });
+    // One update id per run, decision and actor: the same caller's retry after a timeout joins its first request's
+    // update instead of deciding twice, and answers with what the workflow did with it; another caller's is its own.
+    return await deps.client.withDeadline(Date.now() + timeoutMs, () =>
+      deps.client.workflow.getHandle(run.workflowId).executeUpdate(approved ? approveUpdate : rejectUpdate, {
+        args: [request],
+        updateId: `${decision}-${runId}-${request.actor}`,
+      }),
+    );
   } catch (error) {
+    if (error instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadlineExceeded(error)) {
+      throw new DecisionTimeoutError(
+        `run ${runId} did not take the ${decision} decision within ${timeoutMs / 1000} s (is a worker ` +
+          'running?); it may still apply once one runs: retry the same request to learn the outcome',
+        { cause: error },
+      );
+    }
     if (error instanceof WorkflowUpdateFailedError) {
       throw new RunStateError(error.cause?.message ?? `run ${runId} is not waiting for an approval`);
     }
@@ -209,6 +240,15 @@ async function decide(
     }
     throw error;
   }
+}
+
+function isDeadlineExceeded(error: unknown): boolean {
+  // gRPC status 4, DEADLINE_EXCEEDED, as the client raises it when withDeadline's deadline passes.
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    ((error as { code?: unknown }).code === 4 || (error as { cause?: { code?: unknown } }).cause?.code === 4)
+  );
 }
 
 export const approvePipelineRun = (deps: PipelineRunnerDeps, runId: string, request: ApprovalRequest) =>

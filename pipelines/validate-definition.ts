@@ -11,9 +11,10 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type pg from 'pg';
 import type { z } from 'zod';
+import type { DataAccessPolicy } from '../data/access-policy.js';
 import { DataEngine } from '../data/engine.js';
+import type { ConnectionResolver } from '../data/postgres-source.js';
 import { ExpressionError, validateExpression, type ValidatedExpression } from '../data/expressions.js';
 import { labelTypeProblem, resolveFeatureKind } from '../data/prepare.js';
 import { SplitError, timeSplitSql } from '../data/split.js';
@@ -35,10 +36,20 @@ export type DefinitionValidation =
   | { readonly ok: false; readonly issues: readonly DefinitionIssue[] };
 
 export interface DefinitionValidationDeps {
+  /**
+   * What sources may read (local roots, buckets, caps on files and depth); checked before the source is touched.
+   * Default: nothing at all (every file and object source is refused).
+   */
+  readonly policy?: DataAccessPolicy;
   /** Lists and fetches `s3://` sources; without it such a source is reported as unchecked. */
   readonly objects?: ObjectSource;
-  /** The platform database, for Postgres sources without their own `url`. */
-  readonly pgPool?: pg.Pool;
+  /**
+   * Resolves Postgres sources' named connections (and the built-in read-only `platform` one); without it a Postgres
+   * source is reported as unchecked. The platform's own pool is never used for a source.
+   */
+  readonly connections?: ConnectionResolver;
+  /** Bound on connecting to a source database, in milliseconds; default: `queryTimeoutMs`. */
+  readonly connectTimeoutMs?: number;
   /** Where a probe's scratch folder (the fetched object, DuckDB's spill) is made and removed; default: the OS's. */
   readonly scratchDir?: string;
   /** Bound on the Postgres probe, in milliseconds; default 10 000. */
@@ -53,8 +64,9 @@ export interface DefinitionValidationDeps {
  * in a step is reported, each at its own path.
  *
  * @throws SourceProbeError when the source cannot be reached right now (a service failure, not the definition's).
+ * @throws SourceNotAllowedError (403) when the source lies outside the data access policy; nothing of it was read.
  * @example
- * const result = await validateDefinition(body, { objects: storage.objects, pgPool: storage.database.pool });
+ * const result = await validateDefinition(body, { policy, objects: storage.objects, connections });
  * if (!result.ok) console.log(result.issues); // [{ path: 'features.1.expression', message: 'unknown column ...' }]
  */
 export async function validateDefinition(

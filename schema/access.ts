@@ -29,7 +29,9 @@ export const apiKeys = pgTable(
   },
   (t) => [
     // One live key per name, so an audit record's actor names one key; a revoked name may be reused.
-    uniqueIndex('api_keys_live_name_unique').on(t.name).where(sql`${t.revokedAt} is null`),
+    uniqueIndex('api_keys_live_name_unique')
+      .on(t.name)
+      .where(sql`${t.revokedAt} is null`),
     check('api_keys_scopes_known', sql`${t.scopes} <@ array['read','predict','trigger','approve','deploy','admin']`),
   ],
 );

@@ -1,8 +1,11 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Logger } from '../core/logger.js';
+import { authentication, SECURITY_SCHEME, type AuthMode } from './auth.js';
 import type { AppEnv } from './context.js';
 import { createErrorHandler, notFoundHandler } from './error-handler.js';
 import { bodyLimit } from './middleware/body-limit.js';
+import { hostCheck } from './middleware/host-check.js';
+import { KeyRateLimiter, rateLimit } from './middleware/rate-limit.js';
 import { requestId } from './middleware/request-id.js';
 import { requestLogger } from './middleware/request-logger.js';
 import type { ReadinessCheck } from './readiness.js';
@@ -17,6 +20,10 @@ import { datasets, type DatasetsDeps } from './routes/datasets.js';
 import { deployments } from './routes/deployments.js';
 import { docs } from './routes/docs.js';
 import { health } from './routes/health.js';
+import { keys } from './routes/keys.js';
+import { connections } from './routes/connections.js';
+import type { ConnectionStore } from '../storage/connection-store.js';
+import type { ApiKeyStore } from '../storage/api-key-store.js';
 import { models } from './routes/models.js';
 import { pipelines } from './routes/pipelines.js';
 import { runs } from './routes/runs.js';
@@ -30,6 +37,16 @@ import type { PredictDeps } from './routes/predict.js';
  */
 export interface ApiDeps {
   readonly logger: Logger;
+  /** Who may call: API keys (the default of `npm start`), or open (every caller acts with every scope). */
+  readonly auth: AuthMode;
+  /** API keys, managed over `/v1/keys` by admin keys; mounted when given. */
+  readonly keys?: ApiKeyStore;
+  /** Named data connections, managed over `/v1/connections` by admin keys; mounted when given. */
+  readonly connections?: ConnectionStore;
+  /** Host header values answered; undefined: any (see API_ALLOWED_HOSTS). */
+  readonly allowedHosts?: readonly string[] | undefined;
+  /** Requests per second per key; 0 or undefined: no limit. */
+  readonly rateLimitPerSecond?: number;
   /** Dependencies that `/readyz` checks; names must be unique. */
   readonly readiness: readonly ReadinessCheck[];
   /** Reported by `/healthz` and in the OpenAPI document. */
@@ -64,6 +81,13 @@ export interface ApiDeps {
 export const OPENAPI_PATH = '/openapi.json';
 export const DOCS_PATH = '/docs';
 
+/** Paths anyone may call: liveness and readiness probes, and the API's own description. */
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz', OPENAPI_PATH, DOCS_PATH]);
+
+function isPublicPath(path: string): boolean {
+  return PUBLIC_PATHS.has(path) || path.startsWith(`${DOCS_PATH}/`);
+}
+
 /**
  * Builds the API as a Hono app without binding a port: tests call `app.request(...)`, and `startApiServer` serves
  * it. Every response carries `x-request-id`; every error, including unknown routes and invalid input, uses the
@@ -80,8 +104,21 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
   app.use('*', bodyLimit({ maxBytes: deps.bodyLimitBytes }));
   app.onError(createErrorHandler(deps.logger));
   app.notFound(notFoundHandler);
+  if (deps.allowedHosts) app.use('*', hostCheck(deps.allowedHosts));
+  app.use('*', authentication(deps.auth, isPublicPath));
+  if (deps.rateLimitPerSecond) {
+    app.use('*', rateLimit(new KeyRateLimiter(deps.rateLimitPerSecond, deps.rateLimitPerSecond * 2)));
+  }
+  app.openAPIRegistry.registerComponent('securitySchemes', SECURITY_SCHEME, {
+    type: 'http',
+    scheme: 'bearer',
+    description:
+      'An API key: `Authorization: Bearer mlk_...`. Each operation lists the one scope it needs; `admin` holds all.',
+  });
 
   app.route('/', health(deps));
+  if (deps.keys) app.route('/v1/keys', keys({ keys: deps.keys }));
+  if (deps.connections) app.route('/v1/connections', connections({ connections: deps.connections }));
   if (deps.stores) app.route('/v1/datasets', datasets({ stores: deps.stores }));
   const pipelineStore = deps.stores?.pipelines ?? deps.runner?.pipelines;
   const runsDeps = deps.runner ? { runner: deps.runner, temporalUiUrl: deps.temporalUiUrl } : undefined;

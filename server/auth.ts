@@ -107,11 +107,26 @@ export function requireScope(scope: ApiScope): MiddlewareHandler<AppEnv> {
 export function scoped(scope: ApiScope) {
   return {
     security: [{ [SECURITY_SCHEME]: [scope] }],
-    middleware: [requireScope(scope)] as const,
+    middleware: requireScope(scope),
   };
 }
 
 /** The actor a request records: its key's name. */
 export function actorOf(c: { get(key: 'principal'): Principal | undefined }): string {
   return c.get('principal')?.name ?? OPEN_PRINCIPAL.name;
+}
+
+/** Authentication by the platform's stored keys (storage/api-key-store.ts). */
+export function storedKeys(store: {
+  authenticate(token: string): Promise<{ id: string; name: string; scopes: readonly ApiScope[] } | undefined>;
+}): AuthMode {
+  return {
+    kind: 'keys',
+    keys: {
+      authenticate: async (token) => {
+        const key = await store.authenticate(token);
+        return key && { name: key.name, scopes: key.scopes, keyId: key.id };
+      },
+    },
+  };
 }

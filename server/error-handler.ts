@@ -2,8 +2,9 @@ import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from '../core/logger.js';
+import { outageOf } from '../core/outage.js';
 import type { AppEnv } from './context.js';
-import { DomainError, errorBody } from './errors.js';
+import { DomainError, ServiceUnavailableError, errorBody } from './errors.js';
 
 /** Hono's validator throws an HTTPException with exactly this message when a JSON body does not parse. */
 const HONO_MALFORMED_JSON = 'Malformed JSON in request body';
@@ -71,12 +72,23 @@ function fromHttpException(c: Context, err: HTTPException): Response {
 /**
  * The app's one error handler. Domain errors answer with their own status, code and message; HTTPExceptions keep
  * their status in our shape; a JSON body that does not parse is a 400 `malformed_json` naming the syntax error.
- * Anything else is a bug: its stack is logged with the request id and the caller gets a generic 500.
+ * An error that means a service is down (core/outage.ts) is a 503 with `Retry-After`. Anything else is a bug: its
+ * stack is logged with the request id and the caller gets a generic 500.
  */
 export function createErrorHandler(fallbackLogger: Logger): ErrorHandler<AppEnv> {
-  return async (err, c) => {
+  return async (thrown, c) => {
     // The request logger sets this, but an error thrown before it ran must still be logged somewhere.
     const log = (c.get('logger') as (() => Logger) | undefined)?.() ?? fallbackLogger;
+    // PostgreSQL, Temporal or S3 down or restarting (core/outage.ts): a 503 with Retry-After, never a 500. The
+    // caller learns which service, not its address.
+    const outage = thrown instanceof DomainError || thrown instanceof HTTPException ? undefined : outageOf(thrown);
+    const service = outage?.service === 'a dependency' ? 'A service this request needs' : outage?.service;
+    const err = outage
+      ? new ServiceUnavailableError(`${service} is unavailable right now; try again shortly`, {
+          cause: thrown,
+          details: { service: outage.service },
+        })
+      : thrown;
 
     if (err instanceof DomainError) {
       if (err.httpStatus >= 500) log.error({ err }, `request failed: ${err.message}`);

@@ -23,6 +23,11 @@ export interface ApiServer {
    * connections) and resolves when the server is closed. Safe to call more than once.
    */
   close(): Promise<void>;
+  /**
+   * Resolves when the server has closed after `close()`; rejects if it stops listening without being asked to, so
+   * a supervisor (`npm start`) can start it again.
+   */
+  readonly finished: Promise<void>;
 }
 
 function urlFor(host: string, port: number): string {
@@ -109,7 +114,11 @@ export function startApiServer(options: StartApiServerOptions): Promise<ApiServe
         });
         return closing;
       };
-      resolve({ url, close });
+      const finished = new Promise<void>((done, fail) => {
+        server.once('close', () => (closing ? done() : fail(new Error(`the API server on ${url} stopped listening`))));
+      });
+      finished.catch(() => undefined);
+      resolve({ url, close, finished });
     });
   });
 }

@@ -1,17 +1,25 @@
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, defaultGrpcRetryOptions, makeGrpcRetryInterceptor } from '@temporalio/client';
 import type { AppConfig, ServiceEndpoints } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { PLATFORM_VERSION } from '../core/version.js';
 import { createServing } from '../serving/index.js';
 import { PREDICTION_LOG_CLOSE_TIMEOUT_MS } from '../serving/prediction-log.js';
+import { policyFromConfig } from '../data/access-policy.js';
+import { openConnectionStore } from '../storage/connection-store.js';
+import { servingRefusal } from '../storage/deployment-guards.js';
 import { openStorage } from '../storage/open-storage.js';
+import { ensureAdminKey, type AdminKey } from './admin-key.js';
 import { createApp } from './app.js';
+import { storedKeys } from './auth.js';
 import { postgresReadiness, s3Readiness, servingReadiness, temporalReadiness } from './readiness.js';
 import { startApiServer, type ApiServer } from './serve.js';
 
 /** Longest the API waits at start for the deployed models to load before it serves anyway. */
 const INITIAL_LOAD_WAIT_MS = 10_000;
+
+/** Attempts of one Temporal call from the API when the frontend is unavailable (100 ms × 1.7^n apart). */
+export const TEMPORAL_CALL_ATTEMPTS = 4;
 
 /**
  * Builds the API's dependencies over the resolved endpoints and serves it. The Temporal connection is made lazily,
@@ -22,9 +30,14 @@ export async function startApi(options: {
   config: AppConfig;
   endpoints: ServiceEndpoints;
   logger: Logger;
-}): Promise<ApiServer> {
+}): Promise<ApiServer & { readonly adminKey: AdminKey | undefined }> {
   const { config, endpoints, logger } = options;
-  const connection = Connection.lazy({ address: endpoints.temporal.address });
+  // Calls to an unreachable Temporal are retried for about a second (the SDK's default retries for about 20 s), so
+  // a request meets an outage as a prompt 503 with Retry-After rather than a hang (core/outage.ts).
+  const connection = Connection.lazy({
+    address: endpoints.temporal.address,
+    interceptors: [makeGrpcRetryInterceptor(defaultGrpcRetryOptions({ maxAttempts: TEMPORAL_CALL_ATTEMPTS }))],
+  });
   const client = new Client({ connection, namespace: endpoints.temporal.namespace });
   const storage = openStorage(endpoints, { logger, applicationName: 'mlops-api', poolSize: 10 });
   const serving = createServing({
@@ -38,6 +51,8 @@ export async function startApi(options: {
       maxBatchRows: config.serving.maxBatchRows,
       maxWaitMs: config.serving.maxWaitMs,
       inferenceThread: config.serving.inferenceThreads,
+      maxInferenceThreads: config.serving.maxInferenceThreads,
+      sessionThreads: config.serving.sessionThreads,
       predictionLog: config.predictionLog,
     },
   });
@@ -46,16 +61,39 @@ export async function startApi(options: {
   // and the pool keeps retrying (a request for a model not loaded yet loads it on demand).
   const initialLoad = serving.pool.start();
   await Promise.race([initialLoad, new Promise((resolve) => setTimeout(resolve, INITIAL_LOAD_WAIT_MS).unref())]);
+  // With keys, the first start makes the admin key the operator creates every other key with. A database that is
+  // down now is not a reason to refuse to start: requests get 503 until it is back, and the next start makes the key.
+  const adminKey =
+    config.api.auth === 'keys'
+      ? await ensureAdminKey(storage.apiKeys, config.dataDir).catch((error: unknown) => {
+          logger.warn({ err: error }, 'could not check or create the admin API key; requests need an existing key');
+          return undefined;
+        })
+      : undefined;
+  const connections = openConnectionStore({
+    db: storage.database.db,
+    dataDir: config.dataDir,
+    databaseUrl: endpoints.databaseUrl,
+    connectionsKey: config.dataAccess.connectionsKey,
+  });
   const app = createApp({
     logger,
+    auth: config.api.auth === 'open' ? { kind: 'open' } : storedKeys(storage.apiKeys),
+    keys: storage.apiKeys,
+    allowedHosts: config.api.allowedHosts,
+    rateLimitPerSecond: config.api.rateLimitPerSecond,
     version: PLATFORM_VERSION,
     bodyLimitBytes: config.api.bodyLimitBytes,
     stores: storage,
     sources: {
+      policy: policyFromConfig(config.dataAccess),
       objects: storage.objects,
-      pgPool: storage.database.pool,
+      connections,
+      queryTimeoutMs: config.dataAccess.probeTimeoutMs,
+      connectTimeoutMs: config.dataAccess.connectTimeoutMs,
       scratchDir: path.join(config.dataDir, 'scratch', 'api'),
     },
+    connections,
     runner: {
       client,
       pipelines: storage.pipelines,
@@ -63,7 +101,7 @@ export async function startApi(options: {
       trainingTaskQueue: config.temporal.trainingTaskQueue,
     },
     temporalUiUrl: endpoints.temporal.uiUrl,
-    serving,
+    serving: { ...serving, servingRefusal: (versionId) => servingRefusal(storage.database.db, versionId) },
     readiness: [
       temporalReadiness(connection),
       postgresReadiness(storage.database.pool),
@@ -75,6 +113,8 @@ export async function startApi(options: {
     const server = await startApiServer({ app, host: config.api.host, port: config.api.port, logger });
     return {
       url: server.url,
+      finished: server.finished,
+      adminKey,
       close: async () => {
         await server.close();
         await serving.pool.close();

@@ -25,6 +25,7 @@ import {
 import * as ort from 'onnxruntime-node';
 import { DomainError } from '../core/errors.js';
 import { DataEngine, NUMERIC_TYPE_NAMES, sqlIdentifier, sqlString } from '../data/engine.js';
+import type { DataAccessPolicy } from '../data/access-policy.js';
 import { parseSourceSpec, resolveLocalFiles, resolveObjects } from '../data/sources.js';
 import type { ObjectSource } from '../storage/object-source.js';
 import { readClasses } from './load-model.js';
@@ -69,12 +70,14 @@ export async function resolveScoringInput(
     readonly cacheDir: string;
     readonly signal: AbortSignal;
     readonly onDownload: (bytes: number) => void;
+    /** What the input may read: the same data access policy as a pipeline's source. */
+    readonly policy: DataAccessPolicy;
   },
 ): Promise<string[]> {
   const spec = parseSourceSpec(source);
-  if (spec.kind === 'file') return (await resolveLocalFiles(spec, 'parquet')).files.map((f) => f.name);
+  if (spec.kind === 'file') return (await resolveLocalFiles(spec, 'parquet', options.policy)).files.map((f) => f.name);
   if (spec.kind !== 's3') throw new BatchScoringError('invalid', `${source}: not a Parquet path or s3:// URI`);
-  const { objects } = await resolveObjects(spec, options.objects, 'parquet');
+  const { objects } = await resolveObjects(spec, options.objects, 'parquet', options.policy);
   const paths: string[] = [];
   let bytes = 0;
   for (const object of objects) {

@@ -3,6 +3,7 @@
  * registry (model-pool.ts), micro-batching per model (batcher.ts), request validation against the stored signature
  * (signature.ts) and Prometheus metrics (metrics.ts). The HTTP routes are server/routes/predict.ts and metrics.ts.
  */
+import os from 'node:os';
 import type { Logger } from '../core/logger.js';
 import type { ArtifactStore } from '../storage/artifact-store.js';
 import { InferenceThreadPool } from './inference-thread-pool.js';
@@ -44,12 +45,7 @@ export {
   type PredictionLogStats,
 } from './prediction-log.js';
 export { createPredictionLogWriter, postgresPredictionLogSink } from './prediction-log-postgres.js';
-export {
-  requestSample,
-  shadowLogRecord,
-  type PredictionLogRecord,
-  type PredictionLogRow,
-} from './prediction-log-records.js';
+export { shadowLogRecord, type PredictionLogRecord, type PredictionLogRow } from './prediction-log-records.js';
 export { pickTarget, RoutingTable, type DeploymentRoute, type RouteTarget } from './routing.js';
 export { compileSignature, parsePredictBody, validateInstances, PredictRequestError } from './signature.js';
 
@@ -70,8 +66,13 @@ export interface ServingOptions extends Pick<
   readonly maxWaitMs?: number;
   /** Most instances per request. Default 1000. */
   readonly maxInstances?: number;
-  /** onnxruntime intra-op threads per session. Default 1. */
+  /** onnxruntime intra-op threads per session. Default 1; at most the CPU count. */
   readonly sessionThreads?: number;
+  /**
+   * Most inference threads (with `inferenceThread`); beyond, loaded versions share them. Default 4; at most the CPU
+   * count.
+   */
+  readonly maxInferenceThreads?: number;
   /**
    * Create and run each loaded version's session in a worker thread of its own instead of on the API's event loop.
    * Default true: a deploy's session creation then never stalls requests in flight, and scoring overlaps with HTTP
@@ -117,7 +118,8 @@ export function createServing(deps: {
     options.predictionLog && deps.databaseUrl
       ? createPredictionLogWriter({ ...options.predictionLog, databaseUrl: deps.databaseUrl, metrics, logger })
       : undefined;
-  const threads = new InferenceThreadPool();
+  const bounds = inferenceBounds(options);
+  const threads = new InferenceThreadPool({ maxThreads: bounds.maxThreads });
   const pool = new ModelPool({
     registry: deps.registry,
     deployments: deps.deployments,
@@ -137,7 +139,7 @@ export function createServing(deps: {
     loadModel: onnxModelLoader({
       artifacts: deps.artifacts,
       metrics,
-      ...(options.sessionThreads ? { sessionThreads: options.sessionThreads } : {}),
+      sessionThreads: bounds.sessionThreads,
       ...(options.inferenceThread === false
         ? {}
         : { createSession: (bytes, sessionOptions) => threads.createSession(bytes, sessionOptions) }),
@@ -154,6 +156,26 @@ export function createServing(deps: {
     ...(options.maxInstances ? { maxInstances: options.maxInstances } : {}),
     ...(predictionLog ? { predictionLog } : {}),
     closeInference: () => threads.close(),
+  };
+}
+
+/** Default of {@link ServingOptions.maxInferenceThreads}. */
+export const DEFAULT_MAX_INFERENCE_THREADS = 4;
+
+/**
+ * The inference thread bounds serving uses: the configured values (or defaults), each at least 1 and at most the
+ * CPU count (`cpus`, default `os.availableParallelism()`), so that neither the thread count nor onnxruntime's intra-op
+ * threads can oversubscribe the machine whatever is configured.
+ */
+export function inferenceBounds(
+  options: Pick<ServingOptions, 'maxInferenceThreads' | 'sessionThreads'>,
+  cpus: number = os.availableParallelism(),
+): { maxThreads: number; sessionThreads: number } {
+  const bound = (value: number | undefined, fallback: number) =>
+    Math.max(1, Math.min(Math.floor(value ?? fallback), Math.max(1, cpus)));
+  return {
+    maxThreads: bound(options.maxInferenceThreads, DEFAULT_MAX_INFERENCE_THREADS),
+    sessionThreads: bound(options.sessionThreads, 1),
   };
 }
 

@@ -43,24 +43,6 @@ export interface PredictionLogRow {
   readonly error: string | null;
 }
 
-/**
- * A request id's sampling draw: a point in [0, 1) from a 32-bit FNV-1a hash of the id, finished with murmur3's
- * avalanche so that sequential ids spread evenly.
- */
-export function requestSample(requestId: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < requestId.length; i++) {
-    h ^= requestId.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return (h >>> 0) / 4294967296;
-}
-
 /** A shadow's answer to a copy of a request, as a log record (role `shadow`; its own latency). */
 export function shadowLogRecord(result: ShadowResult): PredictionLogRecord {
   return {

@@ -6,9 +6,10 @@
  *   request it queues is kept as JSON text (its instances, and its outputs as the response already wrote them), not
  *   as the parsed objects: a queue of a few thousand requests' object graphs, each alive for a batch's time, was
  *   most of what the log cost the API in garbage collection.
- * - Sampling is per request (every instance of a sampled request is logged) and deterministic: a request is logged
- *   when {@link requestSample} of its id is below `sampleRate`, so a shadow's copy of a request is logged exactly when
- *   the answer it is compared with is.
+ * - Sampling is per request (every instance of a sampled request is logged), decided by a server-side random draw:
+ *   a caller cannot force or avoid logging by the request id it sends. The decision of each recent answer is kept
+ *   by its request id (a bounded map), so a shadow's copy of a request is logged exactly when the answer it is
+ *   compared with is.
  * - The queue is bounded in rows. A request whose rows do not all fit is dropped whole (the newest is dropped, what
  *   is already queued keeps its place), counted in `dropped` and `mlops_serving_prediction_logs_dropped_total`.
  * - One flusher writes batches in order, one `COPY ... FROM STDIN` per batch, whenever `batchSize` rows wait or
@@ -24,7 +25,7 @@
  * the API's writer over its own connection prediction-log-postgres.ts's.
  */
 import type { Logger } from '../core/logger.js';
-import { requestSample, rowsOf, type PredictionLogRecord, type PredictionLogRow } from './prediction-log-records.js';
+import { rowsOf, type PredictionLogRecord, type PredictionLogRow } from './prediction-log-records.js';
 
 /** Writes one batch atomically (all rows or none), in order; rejects when it could not. */
 export type PredictionLogSink = (rows: readonly PredictionLogRow[]) => Promise<void>;
@@ -68,8 +69,8 @@ export interface PredictionLogWriterOptions extends PredictionLogOptions {
   readonly retryMaxMs?: number;
   /** Whether a write error means Postgres refuses these rows (split and isolate them) rather than being down. */
   readonly isRejected?: (error: unknown) => boolean;
-  /** The sampling draw of a request id, in [0, 1). Default {@link requestSample}. */
-  readonly sample?: (requestId: string) => number;
+  /** The sampling draw, in [0, 1); never derived from the request. Default `Math.random`. */
+  readonly sample?: () => number;
   readonly metrics?: PredictionLogMetrics;
   readonly logger?: Logger;
   /** Called once by `close()` after the last write (ends the sink's connections). */
@@ -90,6 +91,9 @@ export interface PredictionLogStats {
   /** Failed write attempts (each retry counts). */
   readonly writeErrors: number;
 }
+
+/** Sampling decisions remembered for shadows (a shadow scores its copy within moments of the answer). */
+const REMEMBERED_DECISIONS = 10_000;
 
 export const PREDICTION_LOG_DEFAULTS = {
   sampleRate: 1,
@@ -123,7 +127,9 @@ export class PredictionLogWriter {
   readonly #retryMinMs: number;
   readonly #retryMaxMs: number;
   readonly #isRejected: (error: unknown) => boolean;
-  readonly #sample: (requestId: string) => number;
+  readonly #sample: () => number;
+  /** The sampling decisions of recent answers by request id, oldest first: their shadows' records follow them. */
+  readonly #decisions = new Map<string, boolean>();
   readonly #metrics: PredictionLogMetrics | undefined;
   readonly #logger: Logger | undefined;
   readonly #onClose: (() => Promise<void>) | undefined;
@@ -167,7 +173,7 @@ export class PredictionLogWriter {
     this.#retryMinMs = checked('retryMinMs', options.retryMinMs ?? 100, 1);
     this.#retryMaxMs = Math.max(this.#retryMinMs, options.retryMaxMs ?? 5_000);
     this.#isRejected = options.isRejected ?? isRejectedRowsError;
-    this.#sample = options.sample ?? requestSample;
+    this.#sample = options.sample ?? Math.random;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#onClose = options.onClose;
@@ -197,7 +203,7 @@ export class PredictionLogWriter {
    */
   enqueue(record: PredictionLogRecord): boolean {
     const rows = record.instances.length;
-    if (this.#sampleRate < 1 && !(this.#sample(record.requestId) < this.#sampleRate)) {
+    if (this.#sampleRate < 1 && !this.#sampled(record)) {
       this.#sampledOut++;
       return false;
     }
@@ -223,6 +229,25 @@ export class PredictionLogWriter {
     this.#queuedRows += rows;
     if (this.#queuedRows >= this.#batchSize && this.#backoffMs === 0) this.#wakeUp();
     return true;
+  }
+
+  /**
+   * Whether the request is logged: a fresh draw for an answer (remembered by its request id), the answer's decision
+   * for a shadow's copy of it (a fresh draw when the answer is no longer remembered).
+   */
+  #sampled(record: PredictionLogRecord): boolean {
+    if (record.role === 'shadow') {
+      const decided = this.#decisions.get(record.requestId);
+      if (decided !== undefined) return decided;
+      return this.#sample() < this.#sampleRate;
+    }
+    const decision = this.#sample() < this.#sampleRate;
+    this.#decisions.delete(record.requestId);
+    this.#decisions.set(record.requestId, decision);
+    if (this.#decisions.size > REMEMBERED_DECISIONS) {
+      this.#decisions.delete(this.#decisions.keys().next().value!);
+    }
+    return decision;
   }
 
   /**

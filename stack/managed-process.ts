@@ -39,6 +39,20 @@ export class ManagedProcess {
     await Promise.allSettled([...ManagedProcess.live].map((p) => p.stop()));
   }
 
+  /**
+   * Synchronously asks every live managed process to shut down (its stop signal), without waiting: the last resort
+   * of a process that is exiting (`process.on('exit')` cannot wait), so no service is left without its owner.
+   */
+  static signalAllNow(): void {
+    for (const managed of ManagedProcess.live) {
+      try {
+        managed.child.kill(managed.options.stopSignal ?? 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly child: ChildProcess;
   private exitedState: { code: number | null; signal: NodeJS.Signals | null } | undefined;

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { ServiceError } from '../core/errors.js';
 import { ManagedProcess } from './managed-process.js';
 import { postgresUser, reachableBy, type RunAs } from './postgres-location.js';
+import { ensureReaderRole } from './reader-role.js';
 import { waitUntil } from './wait-until.js';
 
 export const EMBEDDED_POSTGRES_USER = 'postgres';
@@ -24,6 +25,11 @@ export interface PostgresServerOptions {
    * private home folder); the system's temporary folder when unset.
    */
   readonly binaryCopyDir?: string;
+  /**
+   * Where the platform database's read-only role keeps its password (generated on first start); the role is
+   * created when this is set (stack/reader-role.ts).
+   */
+  readonly readerPasswordFile?: string;
 }
 
 export interface RunningPostgresServer {
@@ -161,6 +167,9 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
       logFile: options.logFile,
     });
     await ensureDatabase(adminUrl, PLATFORM_DATABASE);
+    if (options.readerPasswordFile) {
+      await ensureReaderRole(postgresUrl(options.host, options.port, PLATFORM_DATABASE), options.readerPasswordFile);
+    }
   } catch (error) {
     await child.stop();
     throw error;

@@ -8,6 +8,7 @@ import type { TaskLine } from '../core/live-lines.js';
 import type { Logger } from '../core/logger.js';
 import { createDatabase, runMigrations, waitForDatabase } from '../storage/database.js';
 import { S3ArtifactStore } from '../storage/artifact-store.js';
+import { platformReaderPasswordFile } from '../storage/connection-store.js';
 import { MINIO_SERVER, TEMPORAL_CLI, ensureBinary } from './binaries.js';
 import { DataDirOwner } from './data-dir-owner.js';
 import { stopOrphan, type ManagedProcess } from './managed-process.js';
@@ -148,6 +149,7 @@ export async function startStack(config: AppConfig, options: StartStackOptions):
         host: LOCAL_HOST,
         port: ports.postgres,
         timeoutMs,
+        readerPasswordFile: platformReaderPasswordFile(config.dataDir),
       });
       started.push(server.process);
       return server.url;

@@ -5,11 +5,11 @@ import { formatElapsed } from '../core/live-lines.js';
 import { createLogger } from '../core/logger.js';
 import { exitWithError } from '../core/shutdown.js';
 import { startApi } from '../server/start-api.js';
-import type { ApiServer } from '../server/serve.js';
 import { startDemo, type RunningDemo } from '../demo/session.js';
-import { startWorkers, type RunningWorkers } from '../workers/run-workers.js';
+import { startWorkerChild } from '../workers/worker-child.js';
 import { ManagedProcess } from './managed-process.js';
 import { startStack, type Stack } from './stack.js';
+import { supervise, type Supervisor } from './supervisor.js';
 
 /**
  * `npm start`: the whole platform in one command. Starts (or connects to) Temporal, PostgreSQL and S3, applies
@@ -41,14 +41,18 @@ async function main(): Promise<void> {
   say(`Starting temporal-mlops on ${config.dataDir} (JSON logs in ${output.logFile ?? 'stdout'})`);
 
   let stack: Stack | undefined;
-  let workers: RunningWorkers | undefined;
-  let api: ApiServer | undefined;
+  // The workers (a child process) and the API (in this process) are supervised: restarted with backoff if they die
+  // (stack/supervisor.ts; why the workers run in a child: workers/worker-child.ts). This process owns the services.
+  let workers: Supervisor | undefined;
+  let apiSupervisor: Supervisor | undefined;
+  /** The API's first instance, for the banner; a restarted one listens on the same host and port. */
+  let api: StartedApi | undefined;
   let demo: RunningDemo | undefined;
   let stopping = false;
   const stopAll = async () => {
     await demo?.stop();
-    await api?.close().catch((error: unknown) => logger.error({ err: error }, 'API did not close cleanly'));
-    await workers?.shutdown().catch((error: unknown) => logger.error({ err: error }, 'workers did not stop cleanly'));
+    await apiSupervisor?.stop().catch((error: unknown) => logger.error({ err: error }, 'API did not close cleanly'));
+    await workers?.stop().catch((error: unknown) => logger.error({ err: error }, 'workers did not stop cleanly'));
     if (stack) await stack.stop();
     else await ManagedProcess.stopAll();
   };
@@ -73,6 +77,22 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A bug that escapes every handler ends this process, but never leaves the services it started without an owner:
+  // they are stopped (bounded) before the exit, and any still alive at exit get their stop signal synchronously.
+  const onFatal = (error: unknown) => {
+    logger.fatal({ err: error }, 'fatal error: stopping temporal-mlops');
+    if (stopping) return;
+    stopping = true;
+    output.close();
+    const bound = setTimeout(() => process.exit(1), 30_000);
+    bound.unref();
+    void stopAll()
+      .catch(() => undefined)
+      .finally(() => process.exit(1));
+  };
+  process.on('uncaughtException', onFatal);
+  process.on('unhandledRejection', onFatal);
+  process.on('exit', () => ManagedProcess.signalAllNow());
 
   /** One step of the start: a live line on a terminal that settles as done or failed. */
   const step = async <T>(text: string, run: () => Promise<T>, done: (value: T) => string): Promise<T> => {
@@ -96,25 +116,41 @@ async function main(): Promise<void> {
     );
     if (stopping) return;
     const endpoints = stack.endpoints;
+    const workerLogs = output.logFile ? { file: path.join(config.dataDir, 'logs', 'workers.log') } : 'stdout';
     workers = await step(
       'starting the workers',
-      () => startWorkers({ config, endpoints, logger, roles: ['main', 'training'] }),
+      () =>
+        supervise({
+          name: 'workers',
+          logger,
+          start: () => startWorkerChild({ config, endpoints, logger, logTo: workerLogs }),
+        }),
       () => `workers polling ${config.temporal.taskQueue} and ${config.temporal.trainingTaskQueue}`,
     );
     if (stopping) return;
-    api = await step(
+    const owner = stack.owner;
+    apiSupervisor = await step(
       'starting the API',
-      () => startApi({ config, endpoints, logger }),
-      (server) => `API listening on ${server.url}`,
+      () =>
+        supervise({
+          name: 'API',
+          logger,
+          start: async () => {
+            const server = await startApi({ config, endpoints, logger });
+            api ??= server;
+            owner.update({ apiUrl: server.url });
+            return { finished: server.finished, stop: () => server.close() };
+          },
+        }),
+      () => `API listening on ${api?.url ?? '?'}`,
     );
-    stack.owner.update({ apiUrl: api.url });
+    if (!api) return;
     if (stopping) return;
     printReady(output, config, stack, api, Date.now() - startedAt);
     // The flight-delay demo (MLOPS_DEMO=false skips it): runs in the background; a failure never stops the platform.
     if (config.demo) {
       demo = startDemo({ config, endpoints: stack.endpoints, apiUrl: api.url, logger, write: (t) => output.print(t) });
     }
-    workers.finished.catch(() => onSignal('SIGTERM'));
   } catch (error) {
     if (stopping) return;
     stopping = true;
@@ -124,7 +160,26 @@ async function main(): Promise<void> {
   }
 }
 
-function printReady(output: CliOutput, config: AppConfig, stack: Stack, api: ApiServer, ms: number): void {
+type StartedApi = Awaited<ReturnType<typeof startApi>>;
+
+/**
+ * How the API is guarded, for the banner. The admin key's token is printed on a terminal only, and only when this
+ * start made it: JSON logs never carry it (they are shipped and kept), and a later start points at its file.
+ */
+function accessLines(output: CliOutput, config: AppConfig, api: StartedApi): string[] {
+  if (config.api.auth === 'open') {
+    return [`  WARNING      API_AUTH=open: anyone who reaches ${api.url} can act with every scope (no API keys)`];
+  }
+  const key = api.adminKey;
+  if (!key) return ['  API keys     required (the admin key could not be checked: see the log)'];
+  if (!key.token) return ['  API keys     required; no admin key file here (an operator manages the keys)'];
+  if (key.created && output.mode === 'human') {
+    return [`  Admin key    ${key.token}`, `               (shown once here; kept in ${key.file}, mode 0600)`];
+  }
+  return [`  Admin key    in ${key.file} (send it as Authorization: Bearer <key>)`];
+}
+
+function printReady(output: CliOutput, config: AppConfig, stack: Stack, api: StartedApi, ms: number): void {
   const { endpoints } = stack;
   const postgresData = stack.postgres?.relocatedBecause
     ? [
@@ -135,6 +190,7 @@ function printReady(output: CliOutput, config: AppConfig, stack: Stack, api: Api
     `temporal-mlops is ready in ${(ms / 1000).toFixed(1)} s`,
     `  API          ${api.url}`,
     `  API docs     ${api.url}/docs`,
+    ...accessLines(output, config, api),
     `  Temporal UI  ${endpoints.temporal.uiUrl ?? '(external Temporal: use its UI)'}`,
     `  Temporal     ${endpoints.temporal.address} (namespace ${endpoints.temporal.namespace})`,
     `  S3           ${endpoints.s3.endpoint} (bucket ${endpoints.s3.bucket})`,

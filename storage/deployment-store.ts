@@ -1,6 +1,7 @@
-// One file for one aggregate (about 670 lines): every write here is one transaction over a deployment, its revisions,
-// the champion alias and the NOTIFY that tells the serving pools, with the same locks and traffic-plan checks; kept
-// together so those invariants are read and changed in one place.
+// One file for one aggregate (about 830 lines): every write here is one transaction over a deployment, its revisions,
+// the champion alias and the NOTIFY that tells the serving pools, with the same locks, traffic-plan checks and rollout
+// reservation (the fitness-to-serve checks are in deployment-guards.ts); kept together so those invariants are read
+// and changed in one place.
 import { and, asc, desc, eq, inArray, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import {
   deploymentRevisions,
@@ -15,6 +16,16 @@ import {
   type DeploymentStrategy,
 } from '../schema/index.js';
 import type { Database } from './database.js';
+import type { Page } from './page.js';
+import {
+  checkServable,
+  ownsCanary,
+  reservationOf,
+  withReservation,
+  type RolloutOwner,
+  type RolloutReservation,
+  type ServingOverride,
+} from './deployment-guards.js';
 import {
   CHAMPION_ALIAS,
   modelOrThrow,
@@ -35,7 +46,7 @@ export interface DeploymentNotification {
   revisionId: string;
 }
 
-export interface DeployInput {
+export interface DeployInput extends ServingOverride {
   deploymentName: string;
   modelName: string;
   versionId: string;
@@ -53,7 +64,7 @@ export interface DeployResult {
   changed: boolean;
 }
 
-export interface StartCanaryInput {
+export interface StartCanaryInput extends ServingOverride {
   deploymentName: string;
   /** The challenger: a blessed version of the deployment's model, other than the champion. */
   versionId: string;
@@ -64,11 +75,16 @@ export interface StartCanaryInput {
    * draw per request. Recorded in the deployment's config.
    */
   stickyKey?: string | undefined;
+  /**
+   * The rollout workflow running this canary: it must hold the deployment's rollout reservation, or take it when no
+   * rollout holds it (and no other canary runs). Undefined: an operator's canary, refused while a rollout holds it.
+   */
+  rollout?: string | undefined;
   actor: string;
   reason: string;
 }
 
-export interface StartShadowInput {
+export interface StartShadowInput extends ServingOverride {
   deploymentName: string;
   /** Scored on copies of the traffic, never answering: a registered or blessed version of the deployment's model. */
   versionId: string;
@@ -89,6 +105,18 @@ export interface SetChallengerTrafficInput {
 export interface EndRevisionInput {
   deploymentName: string;
   versionId?: string | undefined;
+  /**
+   * Promotion and rollback: the rollout they act for ({@link RolloutOwner}). A rollout that no longer holds the
+   * deployment's reservation changes nothing (rollback) or is refused (promotion); the holder's change also clears it.
+   */
+  rollout?: RolloutOwner;
+  /**
+   * Rollback: act only when `rollout` holds the reservation (a rollout whose canary never started must not end a
+   * canary it did not start).
+   */
+  heldOnly?: boolean | undefined;
+  /** Promotion: the canary was started with {@link ServingOverride.allowUnblessed}. */
+  allowUnblessed?: boolean | undefined;
   actor: string;
   reason: string;
 }
@@ -104,6 +132,14 @@ export interface TrafficChangeResult {
 
 /** The deployment config key naming the instance field that makes canary routing sticky. */
 export const STICKY_KEY_CONFIG = 'stickyKey';
+
+export interface ReserveRolloutInput extends ServingOverride {
+  deploymentName: string;
+  /** The rollout workflow's id. */
+  workflowId: string;
+  /** The challenger it will canary. */
+  versionId: string;
+}
 
 /** A deployment with the name of the model it serves. */
 export type DeploymentSummary = Deployment & { modelName: string };
@@ -195,6 +231,23 @@ export interface DeploymentStore {
    * @throws RegistryNotFoundError when the deployment does not exist.
    */
   stopShadow(input: EndRevisionInput): Promise<TrafficChangeResult>;
+  /**
+   * Reserves the deployment for one rollout workflow, before it is started: in one transaction with the deployment
+   * row locked, so of two concurrent requests exactly one gets the reservation. The version must be fit to serve
+   * (or the override allow it), other than the champion, and no canary or other reservation may be in place.
+   * Idempotent for the same workflow id. Cleared by the rollout's promotion or rollback, by
+   * {@link releaseRollout}, or by the reconciler.
+   *
+   * @throws RegistryNotFoundError when the deployment does not exist or the version is not one of its model's.
+   * @throws RegistryConflictError when another rollout holds the deployment, a canary runs, the deployment has no
+   *   champion, the version is the champion, or it is not fit to serve.
+   */
+  reserveRollout(input: ReserveRolloutInput): Promise<RolloutReservation>;
+  /**
+   * Clears the reservation when `workflowId` holds it (a rollout that could not be started, or the reconciler's
+   * cleanup after the canary is gone); true when it did. Leaves the traffic alone.
+   */
+  releaseRollout(deploymentName: string, workflowId: string): Promise<boolean>;
   /** The deployment's active revisions (champion first), with version numbers; empty when it does not exist. */
   activeRevisions(deploymentName: string): Promise<RevisionSummary[]>;
   /** Every revision of the deployment, newest first, with version numbers: what served when, by whom and why. */
@@ -202,7 +255,7 @@ export interface DeploymentStore {
   /** The deployment named `name`, with its model's name, or undefined. */
   getDeployment(name: string): Promise<DeploymentSummary | undefined>;
   /** Every deployment, by name, with its model's name. */
-  listDeployments(): Promise<DeploymentSummary[]>;
+  listDeployments(page?: Page): Promise<DeploymentSummary[]>;
 }
 
 /** Orders revisions champion first, then the challenger, then shadows. */
@@ -235,11 +288,7 @@ class DrizzleDeploymentStore implements DeploymentStore {
       }
       // A share lock: transitionStatus cannot unbless the version until this deploy has committed.
       const version = await versionOfModel(tx, input.modelName, input.versionId, 'share');
-      if (version.status !== 'blessed') {
-        throw new RegistryConflictError(
-          `model ${input.modelName} version ${version.version} is ${version.status}, not blessed: an unblessed version is never deployed`,
-        );
-      }
+      const override = await checkServable(tx, input.modelName, version, input, 'deployed');
 
       const active = await tx
         .select()
@@ -270,7 +319,7 @@ class DrizzleDeploymentStore implements DeploymentStore {
           versionId: input.versionId,
           role: 'champion',
           trafficPercent: 100,
-          reason: input.reason,
+          reason: input.reason + override,
           actor: input.actor,
           startedAt: at,
         })
@@ -301,11 +350,19 @@ class DrizzleDeploymentStore implements DeploymentStore {
     checkShare(input.trafficPercent);
     return this.changeTraffic(input.deploymentName, async ({ tx, deployment, modelName, active }) => {
       const version = await versionOfModel(tx, modelName, input.versionId, 'share');
-      if (version.status !== 'blessed') {
+      const held = reservationOf(deployment.config);
+      if (held && held.workflowId !== input.rollout) {
         throw new RegistryConflictError(
-          `model ${modelName} version ${version.version} is ${version.status}, not blessed: an unblessed version never answers requests`,
+          `deployment ${input.deploymentName} is held by rollout ${held.workflowId}; it must end before another canary starts`,
         );
       }
+      const override = await checkServable(
+        tx,
+        modelName,
+        version,
+        { allowUnblessed: input.allowUnblessed || (held?.versionId === input.versionId && held.allowUnblessed) },
+        'canaried',
+      );
       const champion = championOf(input.deploymentName, active);
       if (champion.versionId === input.versionId) {
         throw new RegistryConflictError(
@@ -318,8 +375,26 @@ class DrizzleDeploymentStore implements DeploymentStore {
           `deployment ${input.deploymentName} already runs a canary of another version; promote or roll it back first`,
         );
       }
+      // A rollout takes the deployment only when no canary runs: one it does not hold is someone else's.
+      if (challenger && input.rollout !== undefined && !held) {
+        throw new RegistryConflictError(
+          `deployment ${input.deploymentName} already runs a canary that rollout ${input.rollout} did not start`,
+        );
+      }
       const stickyKey = input.stickyKey ?? null;
-      const config = withStickyKey(deployment.config, stickyKey);
+      const reservation: RolloutReservation | undefined =
+        input.rollout === undefined
+          ? undefined
+          : (held ?? {
+              workflowId: input.rollout,
+              versionId: input.versionId,
+              reservedAt: new Date().toISOString(),
+              ...(input.allowUnblessed ? { allowUnblessed: true } : {}),
+            });
+      const config = withStickyKey(
+        reservation ? withReservation(deployment.config, reservation) : deployment.config,
+        stickyKey,
+      );
       if (
         challenger &&
         challenger.trafficPercent === input.trafficPercent &&
@@ -336,7 +411,7 @@ class DrizzleDeploymentStore implements DeploymentStore {
         ],
         config,
         actor: input.actor,
-        reason: input.reason,
+        reason: input.reason + override,
         versionId: input.versionId,
       };
     });
@@ -363,23 +438,27 @@ class DrizzleDeploymentStore implements DeploymentStore {
 
   async promoteChallenger(input: EndRevisionInput): Promise<TrafficChangeResult> {
     return this.changeTraffic(input.deploymentName, async ({ tx, deployment, modelName, active }) => {
-      const champion = championOf(input.deploymentName, active);
-      const running = active.find((r) => r.role === 'challenger');
-      if (!running && input.versionId !== undefined && champion.versionId === input.versionId) return null;
-      const challenger = challengerOf(input.deploymentName, active, input.versionId);
-      const version = await versionOfModel(tx, modelName, challenger.versionId, 'share');
-      if (version.status !== 'blessed') {
+      if (!ownsCanary(deployment.config, input.rollout)) {
         throw new RegistryConflictError(
-          `model ${modelName} version ${version.version} is ${version.status}, not blessed: it cannot become the champion`,
+          `deployment ${input.deploymentName} is held by rollout ${reservationOf(deployment.config)?.workflowId}, not ${input.rollout}`,
         );
       }
+      const champion = championOf(input.deploymentName, active);
+      const running = active.find((r) => r.role === 'challenger');
+      const config = releasedBy(deployment.config, input.rollout);
+      if (!running && input.versionId !== undefined && champion.versionId === input.versionId) {
+        return config === deployment.config ? null : configOnly(config, input, champion.versionId);
+      }
+      const challenger = challengerOf(input.deploymentName, active, input.versionId);
+      const version = await versionOfModel(tx, modelName, challenger.versionId, 'share');
+      const override = await checkServable(tx, modelName, version, input, 'made the champion');
       return {
         end: [champion, challenger],
         start: [{ versionId: challenger.versionId, role: 'champion', trafficPercent: 100 }],
-        config: withStickyKey(deployment.config, null),
+        config: withStickyKey(config, null),
         championVersionId: challenger.versionId,
         actor: input.actor,
-        reason: input.reason,
+        reason: input.reason + override,
         versionId: challenger.versionId,
       };
     });
@@ -387,13 +466,20 @@ class DrizzleDeploymentStore implements DeploymentStore {
 
   async rollbackChallenger(input: EndRevisionInput): Promise<TrafficChangeResult> {
     return this.changeTraffic(input.deploymentName, async ({ deployment, active }) => {
+      // A rollout that no longer holds the deployment must not end the canary of the one that does.
+      if (!ownsCanary(deployment.config, input.rollout)) return null;
+      if (input.heldOnly && reservationOf(deployment.config)?.workflowId !== input.rollout) return null;
+      const config = releasedBy(deployment.config, input.rollout);
       const challenger = active.find((r) => r.role === 'challenger');
-      if (!challenger || (input.versionId !== undefined && challenger.versionId !== input.versionId)) return null;
+      if (!challenger || (input.versionId !== undefined && challenger.versionId !== input.versionId)) {
+        const champion = active.find((r) => r.role === 'champion');
+        return config === deployment.config || !champion ? null : configOnly(config, input, champion.versionId);
+      }
       const champion = championOf(input.deploymentName, active);
       return {
         end: [champion, challenger],
         start: [{ versionId: champion.versionId, role: 'champion', trafficPercent: 100 }],
-        config: withStickyKey(deployment.config, null),
+        config: withStickyKey(config, null),
         actor: input.actor,
         reason: input.reason,
         versionId: challenger.versionId,
@@ -404,11 +490,7 @@ class DrizzleDeploymentStore implements DeploymentStore {
   async startShadow(input: StartShadowInput): Promise<TrafficChangeResult> {
     return this.changeTraffic(input.deploymentName, async ({ tx, modelName, active }) => {
       const version = await versionOfModel(tx, modelName, input.versionId, 'share');
-      if (version.status !== 'blessed' && version.status !== 'registered') {
-        throw new RegistryConflictError(
-          `model ${modelName} version ${version.version} is ${version.status}: only registered or blessed versions run in shadow`,
-        );
-      }
+      const override = await checkServable(tx, modelName, version, input, 'run in shadow');
       championOf(input.deploymentName, active);
       const current = active.find((r) => r.versionId === input.versionId);
       if (current?.role === 'shadow') return null;
@@ -421,7 +503,7 @@ class DrizzleDeploymentStore implements DeploymentStore {
         end: [],
         start: [{ versionId: input.versionId, role: 'shadow', trafficPercent: 0 }],
         actor: input.actor,
-        reason: input.reason,
+        reason: input.reason + override,
         versionId: input.versionId,
       };
     });
@@ -482,6 +564,15 @@ class DrizzleDeploymentStore implements DeploymentStore {
       const change = await plan({ tx, deployment, modelName: model.name, active });
       if (!change) return { deployment, modelName: model.name, active, changed: false };
 
+      if (change.start.length === 0 && change.end.length === 0) {
+        // Only the config changes (a rollout reservation released): nothing for serving to reload.
+        const [updated] = await tx
+          .update(deployments)
+          .set({ config: change.config ?? deployment.config })
+          .where(eq(deployments.id, deployment.id))
+          .returning();
+        return { deployment: updated ?? deployment, modelName: model.name, active, changed: true };
+      }
       const at = await clockNow(tx);
       if (change.end.length > 0) {
         await tx
@@ -535,6 +626,56 @@ class DrizzleDeploymentStore implements DeploymentStore {
     });
   }
 
+  async reserveRollout(input: ReserveRolloutInput): Promise<RolloutReservation> {
+    let reservation: RolloutReservation | undefined;
+    await this.changeTraffic(input.deploymentName, async ({ tx, deployment, modelName, active }) => {
+      const held = reservationOf(deployment.config);
+      if (held?.workflowId === input.workflowId) {
+        reservation = held;
+        return null;
+      }
+      if (held) {
+        throw new RegistryConflictError(
+          `deployment ${input.deploymentName} already runs rollout ${held.workflowId}; it must end before another starts`,
+        );
+      }
+      const version = await versionOfModel(tx, modelName, input.versionId, 'share');
+      await checkServable(tx, modelName, version, input, 'canaried');
+      const champion = championOf(input.deploymentName, active);
+      if (champion.versionId === input.versionId) {
+        throw new RegistryConflictError(
+          `version ${version.version} already is the champion of deployment ${input.deploymentName}`,
+        );
+      }
+      const challenger = active.find((r) => r.role === 'challenger');
+      if (challenger) {
+        const [number] = await tx
+          .select({ version: modelVersions.version })
+          .from(modelVersions)
+          .where(eq(modelVersions.id, challenger.versionId));
+        throw new RegistryConflictError(
+          `deployment ${input.deploymentName} already runs a canary of version ${number?.version ?? challenger.versionId}; it must end before another starts`,
+        );
+      }
+      reservation = {
+        workflowId: input.workflowId,
+        versionId: input.versionId,
+        reservedAt: new Date().toISOString(),
+        ...(input.allowUnblessed ? { allowUnblessed: true } : {}),
+      };
+      return configOnly(withReservation(deployment.config, reservation), { actor: '', reason: '' }, input.versionId);
+    });
+    return reservation!;
+  }
+
+  async releaseRollout(deploymentName: string, workflowId: string): Promise<boolean> {
+    const result = await this.changeTraffic(deploymentName, async ({ deployment }) => {
+      const config = releasedBy(deployment.config, workflowId);
+      return config === deployment.config ? null : configOnly(config, { actor: '', reason: '' }, '');
+    });
+    return result.changed;
+  }
+
   async activeRevisions(deploymentName: string): Promise<RevisionSummary[]> {
     const rows = await this.db
       .select({ revision: deploymentRevisions, version: modelVersions.version })
@@ -566,12 +707,14 @@ class DrizzleDeploymentStore implements DeploymentStore {
     return row ? { ...row.deployment, modelName: row.modelName } : undefined;
   }
 
-  async listDeployments(): Promise<DeploymentSummary[]> {
-    const rows = await this.db
+  async listDeployments(page?: Page): Promise<DeploymentSummary[]> {
+    const query = this.db
       .select({ deployment: deployments, modelName: registeredModels.name })
       .from(deployments)
       .innerJoin(registeredModels, eq(registeredModels.id, deployments.modelId))
-      .orderBy(asc(deployments.name));
+      .orderBy(asc(deployments.name))
+      .$dynamic();
+    const rows = await (page ? query.limit(page.limit).offset(page.offset) : query);
     return rows.map((r) => ({ ...r.deployment, modelName: r.modelName }));
   }
 }
@@ -619,6 +762,16 @@ function challengerOf(
     throw new RegistryConflictError(`deployment ${deploymentName} runs a canary of another version than ${versionId}`);
   }
   return challenger;
+}
+
+/** The config without the rollout reservation when `owner` holds it; the same object otherwise. */
+function releasedBy(config: DeploymentConfig, owner: RolloutOwner): DeploymentConfig {
+  return owner && reservationOf(config)?.workflowId === owner ? withReservation(config, null) : config;
+}
+
+/** A plan that changes the config only (no revision ends or starts). */
+function configOnly(config: DeploymentConfig, by: { actor: string; reason: string }, versionId: string): TrafficPlan {
+  return { end: [], start: [], config, actor: by.actor, reason: by.reason, versionId };
 }
 
 /** The config with the sticky key set to `stickyKey`, or without one for null. */

@@ -43,11 +43,11 @@ export interface DownloadOptions {
 export interface ObjectSource {
   /**
    * Every object whose key starts with `prefix`, recursively, sorted by key; "folder" markers (keys ending in `/`)
-   * are left out.
+   * are left out. With `maxKeys`, listing stops after that many objects (in the store's order).
    *
    * @throws ObjectNotFoundError when the bucket does not exist.
    */
-  list(bucket: string, prefix: string): Promise<ObjectInfo[]>;
+  list(bucket: string, prefix: string, options?: { readonly maxKeys?: number }): Promise<ObjectInfo[]>;
   /** One object's description; `undefined` when it (or its bucket) does not exist. */
   stat(bucket: string, key: string): Promise<ObjectInfo | undefined>;
   /**
@@ -59,6 +59,13 @@ export interface ObjectSource {
    *   with a fresh listing is the remedy.
    */
   download(object: ObjectInfo, cacheDir: string, options?: DownloadOptions): Promise<DownloadResult>;
+  /**
+   * Bytes [offset, offset + length) of exactly the listed version of `object` (fewer at its end), for probing a
+   * source without downloading it. Optional: sources without it are probed by a full download.
+   *
+   * @throws ObjectNotFoundError when the object is gone; ObjectChangedError when it is no longer the listed one.
+   */
+  readRange?(object: ObjectInfo, offset: number, length: number): Promise<Buffer>;
 }
 
 /** Thrown when a bucket or object to read does not exist. */
@@ -109,12 +116,15 @@ export function objectCachePath(object: Pick<ObjectInfo, 'etag' | 'size'>, cache
 export class S3ObjectSource implements ObjectSource {
   constructor(readonly client: Client) {}
 
-  async list(bucket: string, prefix: string): Promise<ObjectInfo[]> {
+  async list(bucket: string, prefix: string, options: { readonly maxKeys?: number } = {}): Promise<ObjectInfo[]> {
     const objects: ObjectInfo[] = [];
+    const maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
     try {
       for await (const item of this.client.listObjectsV2(bucket, prefix, true)) {
         const entry = item as { name?: string; size?: number; etag?: string; lastModified?: Date };
         if (entry.name === undefined || entry.name.endsWith('/')) continue;
+        // Leaving the loop ends the listing: no further page is requested.
+        if (objects.length >= maxKeys) break;
         objects.push({
           bucket,
           key: entry.name,
@@ -139,6 +149,26 @@ export class S3ObjectSource implements ObjectSource {
       if (isS3NotFound(error)) return undefined;
       throw error;
     }
+  }
+
+  async readRange(object: ObjectInfo, offset: number, length: number): Promise<Buffer> {
+    const uri = objectUri(object.bucket, object.key);
+    if (length <= 0 || offset >= object.size) return Buffer.alloc(0);
+    let response: IncomingMessage;
+    try {
+      response = (await this.client.getPartialObject(object.bucket, object.key, offset, length)) as IncomingMessage;
+    } catch (error) {
+      if (isS3NotFound(error)) throw new ObjectNotFoundError(uri, { cause: error });
+      throw error;
+    }
+    const served = normalizeEtag(String(response.headers?.etag ?? object.etag));
+    if (served !== object.etag) {
+      response.destroy();
+      throw new ObjectChangedError(uri, `listed with ETag ${object.etag}, now ${served}`);
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of response) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { ServiceEndpoints } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
+import { ApiKeyStore } from './api-key-store.js';
 import { S3ArtifactStore } from './artifact-store.js';
 import { createDatabase, type DatabaseHandle } from './database.js';
 import { DatasetStore } from './dataset-store.js';
@@ -21,6 +22,8 @@ export interface PlatformStorage {
   /** What each deployment serves (champion, canary, shadows) and its revision history. */
   readonly deployments: DeploymentStore;
   readonly pipelines: PipelineStore;
+  /** API keys (hashes and scopes). */
+  readonly apiKeys: ApiKeyStore;
   close(): Promise<void>;
 }
 
@@ -47,6 +50,7 @@ export function openStorage(
     registry: createRegistryStore(database.db),
     deployments: createDeploymentStore(database.db),
     pipelines: new PipelineStore(database.db),
+    apiKeys: new ApiKeyStore(database.db),
     close: () => database.close(),
   };
 }

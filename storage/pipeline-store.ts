@@ -16,6 +16,7 @@ import {
   type RunFailure,
 } from '../schema/index.js';
 import type { Database } from './database.js';
+import type { Page } from './page.js';
 import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
 import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 
@@ -155,8 +156,8 @@ export class PipelineStore {
   }
 
   /** Every pipeline, by name, with its latest version's number and definition. */
-  async listPipelines(): Promise<PipelineSummary[]> {
-    const rows = await this.db
+  async listPipelines(page?: Page): Promise<PipelineSummary[]> {
+    const query = this.db
       .select({ pipeline: pipelines, version: pipelineVersions })
       .from(pipelines)
       .innerJoin(
@@ -169,7 +170,9 @@ export class PipelineStore {
           ),
         ),
       )
-      .orderBy(asc(pipelines.name));
+      .orderBy(asc(pipelines.name))
+      .$dynamic();
+    const rows = await (page ? query.limit(page.limit).offset(page.offset) : query);
     return rows.map((r) => ({
       ...r.pipeline,
       latestVersion: r.version.version,

@@ -16,6 +16,7 @@ import {
   type RegisteredModel,
 } from '../schema/index.js';
 import type { Database } from './database.js';
+import type { Page } from './page.js';
 import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
 import {
   CHAMPION_ALIAS,
@@ -67,9 +68,9 @@ export interface RegistryStore {
   /** The registered model named `name`, or undefined. */
   getModel(name: string): Promise<RegisteredModel | undefined>;
   /** Every registered model, by name. */
-  listModels(): Promise<RegisteredModel[]>;
+  listModels(page?: Page): Promise<RegisteredModel[]>;
   /** The model's versions, newest first; empty when the model does not exist. */
-  listVersions(modelName: string): Promise<ModelVersion[]>;
+  listVersions(modelName: string, page?: Page): Promise<ModelVersion[]>;
   /**
    * One version of the model: a number is the version number, a string is an alias (`champion`, ...). A numeric
    * string is an alias too; the caller parses path parameters. Undefined when there is no such version.
@@ -197,17 +198,20 @@ class DrizzleRegistryStore implements RegistryStore {
     return row;
   }
 
-  async listModels(): Promise<RegisteredModel[]> {
-    return this.db.select().from(registeredModels).orderBy(asc(registeredModels.name));
+  async listModels(page?: Page): Promise<RegisteredModel[]> {
+    const query = this.db.select().from(registeredModels).orderBy(asc(registeredModels.name)).$dynamic();
+    return page ? query.limit(page.limit).offset(page.offset) : query;
   }
 
-  async listVersions(modelName: string): Promise<ModelVersion[]> {
-    const rows = await this.db
+  async listVersions(modelName: string, page?: Page): Promise<ModelVersion[]> {
+    const query = this.db
       .select({ version: modelVersions })
       .from(modelVersions)
       .innerJoin(registeredModels, eq(registeredModels.id, modelVersions.modelId))
       .where(eq(registeredModels.name, modelName))
-      .orderBy(desc(modelVersions.version));
+      .orderBy(desc(modelVersions.version))
+      .$dynamic();
+    const rows = await (page ? query.limit(page.limit).offset(page.offset) : query);
     return rows.map((r) => r.version);
   }
 

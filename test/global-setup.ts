@@ -17,7 +17,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', name: 'test-stack' });
   const config = loadConfig({ ...process.env, NODE_ENV: 'test', MLOPS_DATA_DIR: dataDir });
   const started = Date.now();
-  const stack = await startStack(config, { logger, ports: 'random' });
+  // Random ports are picked free, then bound by the servers a moment later; another process on the machine can take
+  // one in between. One more try, on fresh ports, rather than failing the whole run on that race.
+  const stack = await startStack(config, { logger, ports: 'random' }).catch((error: unknown) => {
+    if (!String((error as Error)?.message).includes('address already in use')) throw error;
+    logger.warn({ err: error }, 'a random port was taken while the stack started; starting again on other ports');
+    return startStack(config, { logger, ports: 'random' });
+  });
   logger.info({ ms: Date.now() - started, managed: stack.managed, dataDir }, 'test stack ready');
   project.provide('stack', stack.endpoints);
   project.provide('stackDataDir', dataDir);

@@ -1,13 +1,17 @@
 import os from 'node:os';
 import path from 'node:path';
+import { Client } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createActivities, createTrainingActivities } from '../activities/index.js';
 import type { AppConfig, ServiceEndpoints } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
+import { policyFromConfig } from '../data/access-policy.js';
+import { openConnectionStore } from '../storage/connection-store.js';
 import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
 import { retryWithBackoff } from '../stack/wait-until.js';
 import { createPlatformWorker } from './create-worker.js';
 import { installTemporalRuntime } from './runtime.js';
+import { ensureRolloutReconcilerSchedule } from './schedules.js';
 
 export type QueueRole = 'main' | 'training';
 
@@ -52,6 +56,17 @@ export async function startWorkers(options: {
         registry: storage.registry,
         deployments: storage.deployments,
         pgPool: storage.database.pool,
+        dataAccess: {
+          policy: policyFromConfig(config.dataAccess),
+          connections: openConnectionStore({
+            db: storage.database.db,
+            dataDir: config.dataDir,
+            databaseUrl: endpoints.databaseUrl,
+            connectionsKey: config.dataAccess.connectionsKey,
+          }),
+          connectTimeoutMs: config.dataAccess.connectTimeoutMs,
+          statementTimeoutMs: config.dataAccess.statementTimeoutMs,
+        },
         scratchDir: path.join(config.dataDir, 'scratch'),
         logger,
       };
@@ -70,6 +85,13 @@ export async function startWorkers(options: {
             logger,
           }),
         );
+        // The rollout reconciler's schedule, created (or updated) idempotently: without it a canary whose rollout
+        // was terminated would keep its share. Not fatal: the API also reconciles a deployment before a canary.
+        await ensureRolloutReconcilerSchedule(new Client({ connection, namespace: endpoints.temporal.namespace }), {
+          taskQueue: config.temporal.taskQueue,
+          everySeconds: config.worker.rolloutReconcileEverySeconds,
+          logger,
+        }).catch((error: unknown) => logger.warn({ err: error }, 'could not create the rollout reconciler schedule'));
       } else {
         workers.push(
           await createPlatformWorker({

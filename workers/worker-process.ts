@@ -6,6 +6,9 @@ import { exitOnSignal, exitWithError } from '../core/shutdown.js';
 import { resolveEndpoints } from '../stack/endpoints.js';
 import { startWorkers, type QueueRole } from './run-workers.js';
 
+/** The IPC message a worker process sends its supervisor once every queue is polled. */
+export const WORKERS_READY = 'workers-ready';
+
 /**
  * A worker process on its own (a container, a GPU host): connects to the configured services, serves its queues
  * until SIGINT/SIGTERM, then shuts down gracefully (in-flight activities finish within WORKER_SHUTDOWN_GRACE_SECONDS,
@@ -38,6 +41,15 @@ export async function runWorkerProcess(roles: readonly QueueRole[], name: string
       await running.shutdown();
       say('Stopped.');
     });
+    if (process.send) {
+      // A child of `npm start`'s supervisor (workers/worker-child.ts): say when the queues are polled, and stop
+      // gracefully when the supervisor goes away (killed, crashed), so a worker is never left without its owner.
+      process.once('disconnect', () => {
+        logger.warn('the supervising process is gone: stopping');
+        process.kill(process.pid, 'SIGTERM');
+      });
+      process.send({ type: WORKERS_READY });
+    }
     const queues = roles.map((role) =>
       role === 'main' ? config.temporal.taskQueue : config.temporal.trainingTaskQueue,
     );

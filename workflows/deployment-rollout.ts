@@ -2,8 +2,11 @@ import { FINAL_FAILURE_TYPES } from '../core/stages.js';
 import {
   ApplicationFailure,
   CancellationScope,
+  ContinueAsNew,
+  continueAsNew,
   defineQuery,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -41,7 +44,27 @@ export interface DeploymentRolloutInput {
   readonly requestedBy?: string;
   /** Why (recorded in the canary's revisions). */
   readonly reason?: string;
+  /** Canary a version that is not blessed, or whose approval was rejected (the request said so explicitly). */
+  readonly allowUnblessed?: boolean;
+  /** Checks per run before the rollout continues as new; default {@link CHECKS_PER_RUN}. */
+  readonly checksPerRun?: number;
+  /** Set by the rollout itself when it continues as new: where the canary stands. */
+  readonly resume?: RolloutResume;
 }
+
+/** What a rollout carries into its next run when it continues as new. */
+export interface RolloutResume {
+  readonly state: RolloutState;
+  readonly started: StartCanaryResult;
+  /** Epoch ms at which the canary is judged. */
+  readonly judgeAt: number;
+}
+
+/** Checks in one run before the rollout continues as new (sooner when Temporal suggests it). */
+export const CHECKS_PER_RUN = 500;
+
+/** Periodic checks kept in the state (older ones are counted in `checksDropped`), so it stays small. */
+export const KEPT_CHECKS = 20;
 
 export type RolloutPhase =
   'starting' | 'canary' | 'promoting' | 'rolling_back' | 'promoted' | 'rolled_back' | 'failed' | 'cancelled';
@@ -73,6 +96,10 @@ export interface RolloutState {
   /** Why it ended the way it did. */
   reason?: string;
   lastComparison?: CanaryComparison;
+  /** Periodic checks no longer in `steps` (only the latest {@link KEPT_CHECKS} are kept). */
+  checksDropped?: number;
+  /** How many times the rollout continued as new. */
+  continuedAsNew?: number;
   readonly steps: RolloutStep[];
 }
 
@@ -87,20 +114,36 @@ export const rolloutStateQuery = defineQuery<RolloutState>('rolloutState');
  * latency and prediction distribution → promote it when it passes, roll it back when it fails or had too little
  * traffic to judge. Every step is recorded (the result and the `rolloutState` query); the revisions record each
  * change of traffic with its reason. Cancelled, or failing after the canary started, it rolls back first.
+ *
+ * The rollout holds the deployment's rollout reservation (taken by the API, or by its own startCanary): promotion and
+ * rollback release it, and act only while this rollout holds it. After {@link CHECKS_PER_RUN} checks, or when Temporal
+ * suggests it, the rollout continues as new with its state (`resume`), so a long canary's history stays bounded. A
+ * rollout that ends without its own rollback (terminated, timed out) is rolled back by the reconciler.
  */
 export async function deploymentRollout(input: DeploymentRolloutInput): Promise<DeploymentRolloutResult> {
   const { workflowId } = workflowInfo();
   const actor = `workflow:${workflowId}`;
-  const state: RolloutState = {
-    deploymentName: input.deploymentName,
-    versionId: input.versionId,
-    trafficPercent: input.trafficPercent,
-    durationSeconds: input.durationSeconds,
-    phase: 'starting',
-    steps: [],
-  };
+  const resume = input.resume;
+  const state: RolloutState = resume
+    ? { ...resume.state, steps: [...resume.state.steps] }
+    : {
+        deploymentName: input.deploymentName,
+        versionId: input.versionId,
+        trafficPercent: input.trafficPercent,
+        durationSeconds: input.durationSeconds,
+        phase: 'starting',
+        steps: [],
+      };
   setHandler(rolloutStateQuery, () => state);
-  const record = (step: Omit<RolloutStep, 'at'>) => state.steps.push({ ...step, at: new Date().toISOString() });
+  const record = (step: Omit<RolloutStep, 'at'>) => {
+    state.steps.push({ ...step, at: new Date().toISOString() });
+    if (step.step !== 'checked') return;
+    const checks = state.steps.filter((s) => s.step === 'checked');
+    if (checks.length > KEPT_CHECKS) {
+      state.steps.splice(state.steps.indexOf(checks[0]!), 1);
+      state.checksDropped = (state.checksDropped ?? 0) + 1;
+    }
+  };
   const stage = (phase: RolloutPhase) => {
     state.phase = phase;
     upsertSearchAttributes([{ key: SearchAttributeKeys.stage, value: phase }]);
@@ -122,30 +165,56 @@ export async function deploymentRollout(input: DeploymentRolloutInput): Promise<
       nonRetryableErrorTypes: [...FINAL_FAILURE_TYPES],
     },
   });
-  stage('starting');
+  const overrideAllowed = input.allowUnblessed ? { allowUnblessed: true } : {};
+  const endCanary = { deploymentName: input.deploymentName, versionId: input.versionId, rollout: workflowId, actor };
+  let started: StartCanaryResult;
+  if (resume) {
+    started = resume.started;
+  } else {
+    stage('starting');
+    try {
+      started = await activities.startCanary({
+        deploymentName: input.deploymentName,
+        versionId: input.versionId,
+        trafficPercent: input.trafficPercent,
+        ...(input.stickyKey ? { stickyKey: input.stickyKey } : {}),
+        rollout: workflowId,
+        ...overrideAllowed,
+        actor: input.requestedBy ?? actor,
+        reason:
+          input.reason ??
+          `canary rollout ${workflowId}: ${input.trafficPercent}% of the traffic for ${input.durationSeconds}s`,
+      });
+    } catch (error) {
+      // The canary may have started before the failure reached us: end it and release the reservation, but only
+      // while this rollout holds the deployment (another rollout's canary is not ours to end).
+      if (patched('rollout-release-on-start-failure')) {
+        await CancellationScope.nonCancellable(async () => {
+          const cancelled = isCancellation(error);
+          const why = cancelled ? 'the rollout was cancelled' : `the rollout failed: ${describeError(error)}`;
+          const traffic = await activities.rollbackCanary({
+            ...endCanary,
+            heldOnly: true,
+            reason: `rolled back because ${why} (rollout ${workflowId})`,
+          });
+          record({ step: cancelled ? 'cancelled' : 'failed', detail: why, traffic });
+          stage(cancelled ? 'cancelled' : 'failed');
+        });
+      }
+      throw error;
+    }
+    state.modelName = started.modelName;
+    state.championVersionId = started.championVersionId;
+    state.canaryStartedAt = started.since;
+    upsertSearchAttributes([{ key: SearchAttributeKeys.model, value: started.modelName }]);
+    stage('canary');
+    record({
+      step: 'canary_started',
+      detail: `challenger ${input.versionId} serves ${started.trafficPercent}% beside champion ${started.championVersionId}${started.stickyKey ? ` (sticky by ${started.stickyKey})` : ''}`,
+      traffic: stateOf(started),
+    });
+  }
 
-  const started: StartCanaryResult = await activities.startCanary({
-    deploymentName: input.deploymentName,
-    versionId: input.versionId,
-    trafficPercent: input.trafficPercent,
-    ...(input.stickyKey ? { stickyKey: input.stickyKey } : {}),
-    actor: input.requestedBy ?? actor,
-    reason:
-      input.reason ??
-      `canary rollout ${workflowId}: ${input.trafficPercent}% of the traffic for ${input.durationSeconds}s`,
-  });
-  state.modelName = started.modelName;
-  state.championVersionId = started.championVersionId;
-  state.canaryStartedAt = started.since;
-  upsertSearchAttributes([{ key: SearchAttributeKeys.model, value: started.modelName }]);
-  stage('canary');
-  record({
-    step: 'canary_started',
-    detail: `challenger ${input.versionId} serves ${started.trafficPercent}% beside champion ${started.championVersionId}${started.stickyKey ? ` (sticky by ${started.stickyKey})` : ''}`,
-    traffic: stateOf(started),
-  });
-
-  const endCanary = { deploymentName: input.deploymentName, versionId: input.versionId, actor };
   const compare = () =>
     activities.compareCanary({
       deploymentName: input.deploymentName,
@@ -168,9 +237,10 @@ export async function deploymentRollout(input: DeploymentRolloutInput): Promise<
     const durationMs = Math.max(0, input.durationSeconds * 1000);
     const stepMs = input.checkEverySeconds && input.checkEverySeconds > 0 ? input.checkEverySeconds * 1000 : durationMs;
     const startedAt = Date.now();
-    const judgeAt = startedAt + durationMs;
+    const judgeAt = resume?.judgeAt ?? startedAt + durationMs;
     state.judgeAt = new Date(judgeAt).toISOString();
     let verdict: CanaryComparison | undefined;
+    let checks = 0;
     for (let now = startedAt; now < judgeAt; now = Date.now()) {
       await sleep(Math.min(stepMs, judgeAt - now));
       if (Date.now() >= judgeAt) break;
@@ -181,6 +251,16 @@ export async function deploymentRollout(input: DeploymentRolloutInput): Promise<
         verdict = check;
         break;
       }
+      checks++;
+      if (
+        (checks >= (input.checksPerRun ?? CHECKS_PER_RUN) || workflowInfo().continueAsNewSuggested) &&
+        Date.now() < judgeAt &&
+        patched('rollout-continue-as-new')
+      ) {
+        state.continuedAsNew = (state.continuedAsNew ?? 0) + 1;
+        const next: DeploymentRolloutInput = { ...input, resume: { state, started, judgeAt } };
+        await continueAsNew<typeof deploymentRollout>(next);
+      }
     }
     verdict ??= await compare();
     state.lastComparison = verdict;
@@ -189,7 +269,7 @@ export async function deploymentRollout(input: DeploymentRolloutInput): Promise<
     if (verdict.verdict === 'pass') {
       stage('promoting');
       const reason = `canary passed, promoted by rollout ${workflowId}: ${verdict.summary}`;
-      const traffic = await activities.promoteCanary({ ...endCanary, reason });
+      const traffic = await activities.promoteCanary({ ...endCanary, ...overrideAllowed, reason });
       state.outcome = 'promoted';
       state.reason = reason;
       record({ step: 'promoted', detail: reason, traffic });
@@ -202,6 +282,7 @@ export async function deploymentRollout(input: DeploymentRolloutInput): Promise<
     }
     return { ...state, outcome: state.outcome!, reason: state.reason! };
   } catch (error) {
+    if (error instanceof ContinueAsNew) throw error;
     const cancelled = isCancellation(error);
     const why = cancelled ? 'the rollout was cancelled' : `the rollout failed: ${describeError(error)}`;
     // Whatever happened, the challenger must not keep serving unattended.

@@ -31,7 +31,9 @@ export {
   type RolloutPhase,
   type RolloutState,
   type RolloutStep,
+  type RolloutResume,
 } from './deployment-rollout.js';
+export { reconcileDeploymentRollouts, ROLLOUT_RECONCILER_SCHEDULE_ID } from './rollout-reconciler.js';
 export {
   batchScore,
   batchScoreStateQuery,

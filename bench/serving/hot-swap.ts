@@ -13,7 +13,7 @@ import type { ServingContext } from './context.js';
 import { fmtInt, fmtMs } from './format.js';
 import { measure, RAMP_MS, type LoadSample, type Target } from './load.js';
 import type { Scenario } from './scenarios.js';
-import { JSON_HEADERS, predictPath } from './server-process.js';
+import { predictHeaders, predictPath } from './server-process.js';
 
 /** After a probe first sees the new version, the swap window stays open this long (the old session's release). */
 const SWAP_TAIL_MS = 250;
@@ -55,7 +55,7 @@ async function hotSwap(options: {
       const at = performance.now();
       const answer = await fetch(`${target.server.url}${predictPath(deployment)}`, {
         method: 'POST',
-        headers: JSON_HEADERS,
+        headers: predictHeaders(target.server),
         body: probeBody,
       }).then(
         async (r) => ({ status: r.status, body: (await r.json()) as { model?: { version: number } } }),

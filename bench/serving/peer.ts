@@ -83,7 +83,9 @@ export async function startPeer(
       url,
       pid: child.pid!,
       log,
+      token: undefined,
       eventLoop: () => Promise.resolve(undefined),
+      memory: () => Promise.resolve(undefined),
       close: async () => {
         child.kill('SIGTERM');
         await waitForExit(child, 10_000);

@@ -9,7 +9,7 @@ import { runHotSwapScenario, type SwapSample } from './hot-swap.js';
 import { warmUp, type LoadSample, type Target } from './load.js';
 import type { Scenario } from './scenarios.js';
 import { drainPredictionLog, scrapeCounters } from './server-counters.js';
-import { JSON_HEADERS, predictPath } from './server-process.js';
+import { JSON_HEADERS, predictHeaders, predictPath } from './server-process.js';
 import { runSteadyScenario } from './steady-load.js';
 
 /** What the prediction log wrote and dropped during one scenario's load, and how long its queue took to empty. */
@@ -43,7 +43,12 @@ function targetOf(ctx: ServingContext, scenario: Scenario): Target {
   const bodies = scenario.batch ? batchBodies : singleBodies;
   return {
     server,
-    requests: bodies.map((body) => ({ method: 'POST', path: predictPath(model), headers: JSON_HEADERS, body })),
+    requests: bodies.map((body) => ({
+      method: 'POST',
+      path: predictPath(model),
+      headers: predictHeaders(server),
+      body,
+    })),
     connections: scenario.batch ? options.batchConnections : options.connections,
     rowsPerRequest: scenario.batch ? options.batchSize : 1,
   };

@@ -1,7 +1,7 @@
 /**
- * The entry point of a server child process of the serving benchmark (forked by `startNodeServer`, its `ChildSpec`
- * in `BENCH_SERVING_CHILD`): the bare Hono app or the API, then its event loop's readings on request, until the
- * parent says close or goes away.
+ * The entry point of a server child process of the serving benchmark and the soak (forked by `startNodeServer`, its
+ * `ChildSpec` in `BENCH_SERVING_CHILD`): the bare Hono app or the API (reporting its admin key's token in its ready
+ * message), then its event loop's and memory's readings on request, until the parent says close or goes away.
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Hono } from 'hono';
@@ -22,6 +22,7 @@ const CONSTANT_BODY = {
 
 async function childMain(spec: ChildSpec): Promise<void> {
   let server: { url: string; close(): Promise<void> };
+  let token: string | undefined;
   if (spec.kind === 'bare') {
     const app = new Hono();
     app.get('/constant', (c) => c.json(CONSTANT_BODY));
@@ -35,7 +36,12 @@ async function childMain(spec: ChildSpec): Promise<void> {
     // As server/main.ts: the configuration from the environment (set by the parent), the logger at its level.
     const config = loadConfig(process.env);
     const logger = createLogger({ level: config.logLevel, name: 'api' });
-    server = await startApi({ config, endpoints: spec.endpoints, logger });
+    const api = await startApi({ config, endpoints: spec.endpoints, logger });
+    // The admin key made on the first start with this data directory (or found in its file): the parent's requests
+    // carry it.
+    token = api.adminKey?.token;
+    if (config.api.auth === 'keys' && !token) throw new Error('the API started with keys but has no admin key token');
+    server = api;
   }
   // How long timers fire late: a long synchronous task (a model load, a GC pause) shows here.
   const delay = monitorEventLoopDelay({ resolution: 5 });
@@ -49,9 +55,17 @@ async function childMain(spec: ChildSpec): Promise<void> {
       const maxDelayMs = delay.max / 1e6;
       delay.reset();
       process.send?.({ type: 'usage', id: message.id, loop: { idle, active, maxDelayMs } } satisfies ChildMessage);
+    } else if (message.type === 'memory') {
+      // `gc` exists when node runs with --expose-gc: a full, synchronous collection, so the heap is what is retained.
+      const collect = (globalThis as { gc?: () => void }).gc;
+      const collected = message.gc && collect !== undefined;
+      if (collected) collect();
+      const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+      const memory = { rss, heapUsed, heapTotal, external, arrayBuffers, gc: collected };
+      process.send?.({ type: 'memory', id: message.id, memory } satisfies ChildMessage);
     }
   });
-  process.send?.({ type: 'ready', url: server.url } satisfies ChildMessage);
+  process.send?.({ type: 'ready', url: server.url, ...(token ? { token } : {}) } satisfies ChildMessage);
 }
 
 const spec = process.env[CHILD_ENV];

@@ -1,7 +1,7 @@
 /** The prediction log and the micro-batches of an API server, read from its `/metrics`. */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Server } from './server-process.js';
+import { authHeaders, type Server } from './server-process.js';
 
 export interface ServerCounters {
   readonly depth: number;
@@ -14,8 +14,9 @@ export interface ServerCounters {
 
 /** The server's counters now, each summed over its label sets; undefined when `/metrics` does not answer. */
 export async function scrapeCounters(server: Server): Promise<ServerCounters | undefined> {
-  const text = await fetch(`${server.url}/metrics`).then(
-    (r) => r.text(),
+  // `/metrics` needs the `read` scope: the server's (admin) key.
+  const text = await fetch(`${server.url}/metrics`, { headers: authHeaders(server.token) }).then(
+    (r) => (r.ok ? r.text() : undefined),
     () => undefined,
   );
   if (text === undefined) return undefined;

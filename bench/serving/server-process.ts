@@ -14,9 +14,11 @@ export type ChildSpec = { readonly kind: 'bare' } | { readonly kind: 'api'; read
 /** The environment variable that hands a child its `ChildSpec` (JSON). */
 export const CHILD_ENV = 'BENCH_SERVING_CHILD';
 
+/** `token`: the API's admin key (the API creates it on its first start with this data directory); none for `bare`. */
 export type ChildMessage =
-  | { readonly type: 'ready'; readonly url: string }
-  | { readonly type: 'usage'; readonly id: number; readonly loop: EventLoopReading };
+  | { readonly type: 'ready'; readonly url: string; readonly token?: string }
+  | { readonly type: 'usage'; readonly id: number; readonly loop: EventLoopReading }
+  | { readonly type: 'memory'; readonly id: number; readonly memory: MemoryReading };
 
 /** The server's event loop: busy and idle time so far (ms), and the longest delay since the previous reading. */
 export interface EventLoopReading {
@@ -25,7 +27,21 @@ export interface EventLoopReading {
   readonly maxDelayMs: number;
 }
 
-export type ParentMessage = { readonly type: 'usage'; readonly id: number } | { readonly type: 'close' };
+/** The server process's memory (bytes), as `process.memoryUsage()` reports it; `gc`: whether it collected first. */
+export interface MemoryReading {
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly heapTotal: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+  readonly gc: boolean;
+}
+
+/** `memory` with `gc`: a full collection first, when the child runs with `--expose-gc` (else just the reading). */
+export type ParentMessage =
+  | { readonly type: 'usage'; readonly id: number }
+  | { readonly type: 'memory'; readonly id: number; readonly gc: boolean }
+  | { readonly type: 'close' };
 
 /** A server child process, as the parent sees it. */
 export interface Server {
@@ -33,8 +49,12 @@ export interface Server {
   readonly url: string;
   readonly pid: number;
   readonly log: string;
+  /** The API's admin key, which every request to it carries (`Authorization: Bearer`); undefined for other servers. */
+  readonly token: string | undefined;
   /** The event loop's busy and idle time so far, and its longest delay since the last call (node servers only). */
   eventLoop(): Promise<EventLoopReading | undefined>;
+  /** The process's memory now, after a full collection when `gc` (node servers only; undefined once it is gone). */
+  memory(gc?: boolean): Promise<MemoryReading | undefined>;
   close(): Promise<void>;
 }
 
@@ -44,9 +64,23 @@ export const predictPath = (deployment: string): string => `/v1/models/${deploym
 /** The headers of every predict request. */
 export const JSON_HEADERS: Record<string, string> = { 'content-type': 'application/json' };
 
-/** POSTs `body` to `deployment`'s predict route at `url`; resolves the HTTP status, 0 when nothing answers. */
-export function predictStatus(url: string, deployment: string, body: string): Promise<number> {
-  return fetch(`${url}${predictPath(deployment)}`, { method: 'POST', headers: JSON_HEADERS, body }).then(
+/** The headers of a request carrying `token` (an API key), or none for a server without keys. */
+export function authHeaders(token: string | undefined): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+/** The headers of a predict request to `server`: JSON, and its key when it has one. */
+export function predictHeaders(server: Pick<Server, 'token'>): Record<string, string> {
+  return { ...JSON_HEADERS, ...authHeaders(server.token) };
+}
+
+/**
+ * POSTs `body` to `deployment`'s predict route at `url` (with `token` as its API key, when given); resolves the HTTP
+ * status, 0 when nothing answers.
+ */
+export function predictStatus(url: string, deployment: string, body: string, token?: string): Promise<number> {
+  const headers = { ...JSON_HEADERS, ...authHeaders(token) };
+  return fetch(`${url}${predictPath(deployment)}`, { method: 'POST', headers, body }).then(
     (r) => r.status,
     () => 0,
   );
@@ -98,16 +132,20 @@ export async function startNodeServer(
   });
   fs.closeSync(fd);
   const pending = new Map<number, (reading: EventLoopReading) => void>();
+  const pendingMemory = new Map<number, (reading: MemoryReading) => void>();
   let nextId = 0;
-  const url = await new Promise<string>((resolve, reject) => {
+  const { url, token } = await new Promise<{ url: string; token: string | undefined }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name}: not ready after 60 s\n${tail(log)}`)), 60_000);
     child.on('message', (message: ChildMessage) => {
       if (message.type === 'ready') {
         clearTimeout(timer);
-        resolve(message.url);
+        resolve({ url: message.url, token: message.token });
       } else if (message.type === 'usage') {
         pending.get(message.id)?.(message.loop);
         pending.delete(message.id);
+      } else if (message.type === 'memory') {
+        pendingMemory.get(message.id)?.(message.memory);
+        pendingMemory.delete(message.id);
       }
     });
     child.once('exit', (code) => {
@@ -120,12 +158,20 @@ export async function startNodeServer(
     url,
     pid: child.pid!,
     log,
+    token,
     eventLoop: () =>
       new Promise((resolve) => {
         if (!child.connected) return resolve(undefined);
         const id = nextId++;
         pending.set(id, resolve);
         child.send({ type: 'usage', id } satisfies ParentMessage);
+      }),
+    memory: (gc = false) =>
+      new Promise((resolve) => {
+        if (!child.connected) return resolve(undefined);
+        const id = nextId++;
+        pendingMemory.set(id, resolve);
+        child.send({ type: 'memory', id, gc } satisfies ParentMessage);
       }),
     close: async () => {
       if (child.connected) child.send({ type: 'close' } satisfies ParentMessage);

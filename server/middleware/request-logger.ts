@@ -38,10 +38,16 @@ export function requestLogger(options: RequestLoggerOptions): MiddlewareHandler<
     const durationMs = Math.round((performance.now() - started) * 100) / 100;
     // Without a child made by a handler, one call on the parent with every field writes the same line without
     // building a child per request.
+    // Who asked, by key name (never the key): the access log is an audit trail too.
+    const actor = c.get('principal')?.name;
+    const who = actor === undefined ? {} : { actor };
     const [target, fields] =
       child === undefined
-        ? [parent, { requestId: c.get('requestId'), method: c.req.method, path: c.req.path, status, durationMs }]
-        : [child, { status, durationMs }];
+        ? [
+            parent,
+            { requestId: c.get('requestId'), method: c.req.method, path: c.req.path, status, durationMs, ...who },
+          ]
+        : [child, { status, durationMs, ...who }];
     target[level](fields, message);
   };
 }

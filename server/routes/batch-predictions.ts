@@ -15,6 +15,7 @@ import type { PipelineRunnerDeps } from '../../pipelines/runs.js';
 import { CHAMPION_ALIAS } from '../../storage/registry-common.js';
 import type { RegistryStore } from '../../storage/registry-store.js';
 import { batchScore, type BatchScoreInput, type BatchScoreResult } from '../../workflows/index.js';
+import { scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
@@ -149,6 +150,7 @@ const jobSchema = z
 const startRoute = createRoute({
   method: 'post',
   path: '/{name}/batch-predictions',
+  ...scoped('predict'),
   tags: ['batch predictions'],
   summary: 'Score a Parquet dataset with a model version, in the background',
   description:
@@ -169,6 +171,7 @@ const startRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/{id}',
+  ...scoped('read'),
   tags: ['batch predictions'],
   summary: 'A batch prediction job: its status, progress, and result or failure',
   request: { params: z.object({ id: jobIdSchema }) },

@@ -14,21 +14,6 @@ export const jsonResponse = <T extends z.ZodType>(description: string, schema: T
   content: { 'application/json': { schema } },
 });
 
-/** Who is asking, for the audit trail (who created a version, started a run, approved a deployment). */
-export const actorHeaderSchema = z
-  .string()
-  .trim()
-  .min(1)
-  .max(200)
-  .optional()
-  .openapi({
-    param: { name: 'x-actor', in: 'header' },
-    description: 'Who makes the request (a user name or service), recorded with what it changes. Default `api`.',
-    example: 'alice@example.com',
-  });
-
-export const DEFAULT_ACTOR = 'api';
-
 /** A model's or deployment's name: letters, digits and `._-`, starting with a letter or digit, at most 128. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -71,3 +56,24 @@ export const MAX_VERSION = 2_147_483_647;
 
 /** A version number in a body. */
 export const versionNumberSchema = z.number().int().min(1).max(MAX_VERSION);
+
+/** The largest page a list answers: every list is paged, so no request makes the server read a whole table. */
+export const MAX_PAGE_SIZE = 500;
+
+/** `?limit=&offset=` of every list, in the list's stable order (by name, or newest first). */
+export const pageQuerySchema = z.object({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_PAGE_SIZE)
+    .default(100)
+    .openapi({ param: { name: 'limit', in: 'query' }, description: `Default 100, at most ${MAX_PAGE_SIZE}.` }),
+  offset: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1_000_000)
+    .default(0)
+    .openapi({ param: { name: 'offset', in: 'query' }, description: 'Items to skip. Default 0.' }),
+});

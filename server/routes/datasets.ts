@@ -3,6 +3,7 @@ import type { ArtifactStore } from '../../storage/artifact-store.js';
 import { type DatasetStore, type SchemaVersionRecord } from '../../storage/dataset-store.js';
 import type { MetadataStore } from '../../storage/metadata-store.js';
 import { acceptSchemaChange } from '../../storage/schema-changes.js';
+import { actorOf, scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { errorBodySchema, NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
@@ -42,7 +43,6 @@ const acceptBodySchema = z
       .string()
       .startsWith('s3://')
       .openapi({ description: 'The validation report (Anomalies artifact) whose anomalies become the new normal.' }),
-    actor: z.string().min(1).max(200).openapi({ example: 'alice@example.com' }),
     reason: z.string().min(3).max(2000).openapi({ example: 'new airports opened in March' }),
     basedOnVersion: z.number().int().positive().optional().openapi({
       description: 'The schema version the report was made against; default: the one recorded with the report.',
@@ -58,6 +58,7 @@ const errorResponse = (description: string) => ({
 const getSchemaRoute = createRoute({
   method: 'get',
   path: '/{dataset}/schema',
+  ...scoped('read'),
   tags: ['datasets'],
   summary: "A dataset's schema in force and its version history",
   request: { params: z.object({ dataset: datasetName }) },
@@ -70,6 +71,7 @@ const getSchemaRoute = createRoute({
 const acceptRoute = createRoute({
   method: 'post',
   path: '/{dataset}/schema/accept',
+  ...scoped('approve'),
   tags: ['datasets'],
   summary: "Accept a validation report's anomalies as a new schema version",
   description:
@@ -112,7 +114,7 @@ export function datasets(deps: DatasetsDeps): OpenAPIHono<AppEnv> {
   router.openapi(acceptRoute, async (c) => {
     const { dataset } = c.req.valid('param');
     const body = c.req.valid('json');
-    const record = await acceptSchemaChange(deps.stores, { dataset, ...body });
+    const record = await acceptSchemaChange(deps.stores, { dataset, ...body, actor: actorOf(c) });
     return c.json(toJson(record), 201);
   });
   return router;

@@ -11,22 +11,22 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import {
   cancelDeploymentRollout,
   getDeploymentRollout,
-  startDeploymentRollout,
+  requestCanaryRollout,
   type RolloutRunnerDeps,
   type RolloutView,
 } from '../../pipelines/rollouts.js';
 import type { DeploymentRevision } from '../../schema/index.js';
 import type { DeploymentStore, TrafficChangeResult } from '../../storage/deployment-store.js';
 import type { RegistryStore } from '../../storage/registry-store.js';
+import { actorOf, scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
-import { ConflictError, NotFoundError, ServiceUnavailableError } from '../errors.js';
+import { NotFoundError, ServiceUnavailableError } from '../errors.js';
 import { createRouter } from '../router.js';
 import {
-  actorHeaderSchema,
-  DEFAULT_ACTOR,
   errorResponse,
   iso,
   jsonResponse,
+  MAX_VERSION,
   nameParamSchema,
   UUID_PATTERN,
   versionNumberSchema,
@@ -60,6 +60,7 @@ const versionParamSchema = z.coerce
   .number()
   .int()
   .min(1)
+  .max(MAX_VERSION)
   .openapi({ param: { name: 'version', in: 'path' }, example: 3 });
 
 const thresholdsSchema = z
@@ -135,6 +136,14 @@ const rolloutBodySchema = z
       }),
     thresholds: thresholdsSchema.optional(),
     reason: z.string().trim().min(1).max(2000).optional(),
+    allowUnblessed: z
+      .boolean()
+      .optional()
+      .openapi({
+        description:
+          'Serve a version that is not blessed, or whose approval was rejected (never an archived one). Without it ' +
+          'such a version is refused with 409; with it, the override is recorded in the revision’s reason.',
+      }),
   })
   .openapi('RolloutRequest');
 
@@ -187,6 +196,7 @@ const rolloutViewSchema = z
 const startRoute = createRoute({
   method: 'post',
   path: '/{name}/rollouts',
+  ...scoped('deploy'),
   tags: ['deployments'],
   summary: 'Roll a version out on a deployment: canary, shadow or replace',
   description:
@@ -195,7 +205,6 @@ const startRoute = createRoute({
     'then promoted or rolled back automatically. Shadow and replace change the deployment at once (200).',
   request: {
     params: z.object({ name: nameParamSchema }),
-    headers: z.object({ 'x-actor': actorHeaderSchema }),
     body: { content: { 'application/json': { schema: rolloutBodySchema } }, required: true },
   },
   responses: {
@@ -203,7 +212,10 @@ const startRoute = createRoute({
     200: jsonResponse('The shadow was started or the version replaced the champion.', trafficSchema),
     400: errorResponse('Invalid request.'),
     404: errorResponse('No such deployment or version.'),
-    409: errorResponse('The version is not blessed, already serves, or another canary runs.'),
+    409: errorResponse(
+      'The version is not blessed or its approval was rejected (without `allowUnblessed`), already serves, or ' +
+        'another rollout or canary runs on the deployment.',
+    ),
     503: errorResponse('Canaries need the workflow service, which this API is not connected to.'),
   },
 });
@@ -211,6 +223,7 @@ const startRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/{name}/rollouts/{id}',
+  ...scoped('read'),
   tags: ['deployments'],
   summary: 'A canary rollout’s status, phase, comparisons and steps',
   request: { params: z.object({ name: nameParamSchema, id: rolloutIdSchema }) },
@@ -225,6 +238,7 @@ const getRoute = createRoute({
 const cancelRoute = createRoute({
   method: 'post',
   path: '/{name}/rollouts/{id}/cancel',
+  ...scoped('deploy'),
   tags: ['deployments'],
   summary: 'Stop a canary rollout and roll it back',
   description:
@@ -232,7 +246,6 @@ const cancelRoute = createRoute({
     'all of it again, records the step and ends as cancelled. Read the rollout to see the rollback.',
   request: {
     params: z.object({ name: nameParamSchema, id: rolloutIdSchema }),
-    headers: z.object({ 'x-actor': actorHeaderSchema }),
   },
   responses: {
     202: jsonResponse('The cancellation was requested; the rollout as it was then.', rolloutViewSchema),
@@ -246,11 +259,11 @@ const cancelRoute = createRoute({
 const stopShadowRoute = createRoute({
   method: 'delete',
   path: '/{name}/shadows/{version}',
+  ...scoped('deploy'),
   tags: ['deployments'],
   summary: 'Stop scoring a version in shadow',
   request: {
     params: z.object({ name: nameParamSchema, version: versionParamSchema }),
-    headers: z.object({ 'x-actor': actorHeaderSchema }),
   },
   responses: {
     200: jsonResponse('The shadow was stopped (changed: false when it did not run).', trafficSchema),
@@ -305,7 +318,7 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
   router.openapi(startRoute, async (c) => {
     const { name } = c.req.valid('param');
     const body = c.req.valid('json');
-    const actor = c.req.valid('header')['x-actor'] ?? DEFAULT_ACTOR;
+    const actor = actorOf(c);
     const deployment = await deployments.getDeployment(name);
     if (!deployment) throw new NotFoundError(`deployment ${name} does not exist`);
     const version = await registry.getVersion(deployment.modelName, body.version);
@@ -316,6 +329,7 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
         deploymentName: name,
         modelName: deployment.modelName,
         versionId: version.id,
+        ...(body.allowUnblessed ? { allowUnblessed: true } : {}),
         actor,
         reason: body.reason ?? `replaced by ${actor}`,
       });
@@ -334,6 +348,7 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
       const result = await deployments.startShadow({
         deploymentName: name,
         versionId: version.id,
+        ...(body.allowUnblessed ? { allowUnblessed: true } : {}),
         actor,
         reason: body.reason ?? `shadow started by ${actor}`,
       });
@@ -341,29 +356,13 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
     }
 
     const runner = runnerOrThrow();
-    // Refused here what the workflow would refuse, so the caller hears of it now rather than from a failed rollout.
-    if (version.status !== 'blessed') {
-      throw new ConflictError(
-        `model ${deployment.modelName} version ${version.version} is ${version.status}, not blessed: an unblessed version never answers requests`,
-      );
-    }
-    const active = await deployments.activeRevisions(name);
-    const champion = active.find((r) => r.role === 'champion');
-    if (!champion) throw new ConflictError(`deployment ${name} has no active champion; deploy one first`);
-    if (champion.versionId === version.id) {
-      throw new ConflictError(`version ${version.version} already is the champion of deployment ${name}`);
-    }
-    const challenger = active.find((r) => r.role === 'challenger');
-    if (challenger) {
-      throw new ConflictError(
-        `deployment ${name} already runs a canary of version ${challenger.version}; it must end before another starts`,
-      );
-    }
     const thresholds = { ...ROLLOUT_DEFAULTS.thresholds, ...body.thresholds };
     const trafficPercent = body.trafficPercent ?? ROLLOUT_DEFAULTS.trafficPercent;
     const durationSeconds = body.durationSeconds ?? ROLLOUT_DEFAULTS.durationSeconds;
-    const started = await startDeploymentRollout(
-      runner,
+    // Reserves the deployment atomically before the workflow starts (one rollout at a time, 409 for the others), and
+    // refuses what the workflow would refuse, so the caller hears of it now rather than from a failed rollout.
+    const started = await requestCanaryRollout(
+      { ...runner, deployments },
       {
         deploymentName: name,
         versionId: version.id,
@@ -374,6 +373,7 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
         ...(body.checkEverySeconds ? { checkEverySeconds: body.checkEverySeconds } : {}),
         minRequests: body.minRequests ?? ROLLOUT_DEFAULTS.minRequests,
         thresholds,
+        ...(body.allowUnblessed ? { allowUnblessed: true } : {}),
         requestedBy: actor,
         reason:
           body.reason ??
@@ -406,7 +406,7 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
 
   router.openapi(cancelRoute, async (c) => {
     const { name, id } = c.req.valid('param');
-    const actor = c.req.valid('header')['x-actor'] ?? DEFAULT_ACTOR;
+    const actor = actorOf(c);
     const view = await cancelDeploymentRollout(runnerOrThrow(), name, id);
     if (!view) throw new NotFoundError(`deployment ${name} has no rollout ${id}`);
     c.get('logger')().info({ deployment: name, rolloutId: id, actor }, 'rollout cancellation requested');
@@ -415,7 +415,7 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
 
   router.openapi(stopShadowRoute, async (c) => {
     const { name, version: number } = c.req.valid('param');
-    const actor = c.req.valid('header')['x-actor'] ?? DEFAULT_ACTOR;
+    const actor = actorOf(c);
     const deployment = await deployments.getDeployment(name);
     if (!deployment) throw new NotFoundError(`deployment ${name} does not exist`);
     const version = await registry.getVersion(deployment.modelName, number);

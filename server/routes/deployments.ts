@@ -7,10 +7,11 @@
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { DeploymentSummary, RevisionSummary } from '../../storage/deployment-store.js';
+import { scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
-import { errorResponse, iso, jsonResponse, nameParamSchema } from './common.js';
+import { errorResponse, iso, jsonResponse, nameParamSchema, pageQuerySchema } from './common.js';
 import { deploymentRollouts, type DeploymentRolloutDeps } from './deployment-rollouts.js';
 
 const revisionSchema = z
@@ -46,8 +47,10 @@ const badRequest = errorResponse('Invalid name.');
 const listDeploymentsRoute = createRoute({
   method: 'get',
   path: '/',
+  ...scoped('read'),
   tags: ['deployments'],
-  summary: 'Every deployment, with what it serves now',
+  summary: 'Deployments by name, each with what it serves now (paged)',
+  request: { query: pageQuerySchema },
   responses: {
     200: jsonResponse('The deployments, by name.', z.object({ deployments: z.array(deploymentSchema) })),
   },
@@ -56,6 +59,7 @@ const listDeploymentsRoute = createRoute({
 const getDeploymentRoute = createRoute({
   method: 'get',
   path: '/{name}',
+  ...scoped('read'),
   tags: ['deployments'],
   summary: 'A deployment: what serves now and every revision before',
   request: { params: z.object({ name: nameParamSchema }) },
@@ -102,7 +106,7 @@ export function deployments(deps: DeploymentRolloutDeps): OpenAPIHono<AppEnv> {
   const store = deps.deployments;
 
   router.openapi(listDeploymentsRoute, async (c) => {
-    const list = await store.listDeployments();
+    const list = await store.listDeployments(c.req.valid('query'));
     const active = await Promise.all(list.map((d) => store.activeRevisions(d.name)));
     return c.json({ deployments: list.map((d, i) => deploymentJson(d, active[i] ?? [])) }, 200);
   });

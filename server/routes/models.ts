@@ -13,11 +13,12 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ModelVersion, ModelVersionTransition, RegisteredModel } from '../../schema/index.js';
 import { MODEL_VERSION_STATUSES } from '../../schema/index.js';
 import type { RegistryStore } from '../../storage/registry-store.js';
+import { scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
 import { modelBatchPredictions, type BatchPredictionsDeps } from './batch-predictions.js';
-import { errorResponse, iso, jsonResponse, nameParamSchema } from './common.js';
+import { errorResponse, iso, jsonResponse, nameParamSchema, pageQuerySchema } from './common.js';
 import { predict, type PredictDeps } from './predict.js';
 
 export interface ModelsDeps {
@@ -92,14 +93,17 @@ const badRequest = errorResponse('Invalid name.');
 const listModelsRoute = createRoute({
   method: 'get',
   path: '/',
+  ...scoped('read'),
   tags: ['registry'],
-  summary: 'Every registered model',
+  summary: 'Registered models, by name (paged)',
+  request: { query: pageQuerySchema },
   responses: { 200: jsonResponse('The models, by name.', z.object({ models: z.array(modelSchema) })) },
 });
 
 const getModelRoute = createRoute({
   method: 'get',
   path: '/{name}',
+  ...scoped('read'),
   tags: ['registry'],
   summary: 'A registered model with its latest version and champion',
   request: { params: z.object({ name: nameParamSchema }) },
@@ -109,9 +113,10 @@ const getModelRoute = createRoute({
 const listVersionsRoute = createRoute({
   method: 'get',
   path: '/{name}/versions',
+  ...scoped('read'),
   tags: ['registry'],
-  summary: 'A model’s versions, newest first',
-  request: { params: z.object({ name: nameParamSchema }) },
+  summary: 'A model’s versions, newest first (paged)',
+  request: { params: z.object({ name: nameParamSchema }), query: pageQuerySchema },
   responses: {
     200: jsonResponse('The versions.', z.object({ versions: z.array(modelVersionSchema) })),
     400: badRequest,
@@ -122,6 +127,7 @@ const listVersionsRoute = createRoute({
 const getVersionRoute = createRoute({
   method: 'get',
   path: '/{name}/versions/{versionOrAlias}',
+  ...scoped('read'),
   tags: ['registry'],
   summary: 'One model version, by number or alias, with its status transitions',
   request: { params: z.object({ name: nameParamSchema, versionOrAlias: versionRefSchema }) },
@@ -194,7 +200,7 @@ function modelRegistry(registry: RegistryStore): OpenAPIHono<AppEnv> {
   };
 
   router.openapi(listModelsRoute, async (c) => {
-    return c.json({ models: (await registry.listModels()).map(modelJson) }, 200);
+    return c.json({ models: (await registry.listModels(c.req.valid('query'))).map(modelJson) }, 200);
   });
 
   router.openapi(getModelRoute, async (c) => {
@@ -216,7 +222,7 @@ function modelRegistry(registry: RegistryStore): OpenAPIHono<AppEnv> {
   router.openapi(listVersionsRoute, async (c) => {
     const { name } = c.req.valid('param');
     await modelOrThrow(name);
-    const versions = await registry.listVersions(name);
+    const versions = await registry.listVersions(name, c.req.valid('query'));
     return c.json({ versions: versions.map((v) => versionJson(name, v)) }, 200);
   });
 

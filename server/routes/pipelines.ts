@@ -10,7 +10,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, ValidationTargets } from 'hono';
 import type { ZodError } from 'zod';
-import { pipelineDefinitionSchema } from '../../pipelines/definition.js';
+import { pipelineDefinitionSchema, redactDefinition } from '../../pipelines/definition.js';
 import {
   issuesFromZod,
   validateDefinition,
@@ -19,18 +19,12 @@ import {
 } from '../../pipelines/validate-definition.js';
 import type { Pipeline, PipelineVersion } from '../../schema/index.js';
 import type { PipelineStore } from '../../storage/pipeline-store.js';
+import { actorOf, scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { NotFoundError, ValidationError, validationErrorFromZod } from '../errors.js';
 import { createRouter } from '../router.js';
-import {
-  actorHeaderSchema,
-  DEFAULT_ACTOR,
-  errorResponse,
-  iso,
-  jsonResponse,
-  MAX_VERSION,
-  pipelineNameSchema,
-} from './common.js';
+import { findUnstorableText } from '../storable-text.js';
+import { errorResponse, iso, jsonResponse, MAX_VERSION, pageQuerySchema, pipelineNameSchema } from './common.js';
 import { pipelineRuns, type RunsDeps } from './runs.js';
 
 export interface PipelinesDeps {
@@ -105,6 +99,7 @@ const definitionErrors = {
 const createRouteDef = createRoute({
   method: 'post',
   path: '/',
+  ...scoped('trigger'),
   tags: ['pipelines'],
   summary: 'Store a pipeline definition (a new pipeline, or a new version of one)',
   description:
@@ -112,7 +107,6 @@ const createRouteDef = createRoute({
     'probed without reading the data) and stores it as the pipeline’s next version. The same definition again ' +
     'returns the stored version with 200 and `created: false`.',
   request: {
-    headers: z.object({ 'x-actor': actorHeaderSchema }),
     body: { content: { 'application/json': { schema: definitionBodySchema } }, required: true },
   },
   responses: {
@@ -125,12 +119,12 @@ const createRouteDef = createRoute({
 const putRouteDef = createRoute({
   method: 'put',
   path: '/{name}',
+  ...scoped('trigger'),
   tags: ['pipelines'],
   summary: 'Store a new version of the pipeline {name}',
   description: 'As `POST /v1/pipelines`; the definition’s `name` must be {name}.',
   request: {
     params: z.object({ name: pipelineNameSchema }),
-    headers: z.object({ 'x-actor': actorHeaderSchema }),
     body: { content: { 'application/json': { schema: definitionBodySchema } }, required: true },
   },
   responses: {
@@ -143,8 +137,10 @@ const putRouteDef = createRoute({
 const listRouteDef = createRoute({
   method: 'get',
   path: '/',
+  ...scoped('read'),
   tags: ['pipelines'],
-  summary: 'Every pipeline, with its latest version',
+  summary: 'Pipelines by name, each with its latest version (paged)',
+  request: { query: pageQuerySchema },
   responses: {
     200: jsonResponse('The pipelines, by name.', z.object({ pipelines: z.array(pipelineSummarySchema) })),
   },
@@ -153,6 +149,7 @@ const listRouteDef = createRoute({
 const getRouteDef = createRoute({
   method: 'get',
   path: '/{name}',
+  ...scoped('read'),
   tags: ['pipelines'],
   summary: 'A pipeline and its versions',
   request: { params: z.object({ name: pipelineNameSchema }) },
@@ -165,6 +162,7 @@ const getRouteDef = createRoute({
 const getVersionRouteDef = createRoute({
   method: 'get',
   path: '/{name}/versions/{version}',
+  ...scoped('read'),
   tags: ['pipelines'],
   summary: 'One version of a pipeline',
   request: {
@@ -196,7 +194,13 @@ export function invalidDefinition(issues: readonly DefinitionIssue[]): Validatio
 function definitionHook(
   result: { success: true } | { success: false; error: ZodError; target: keyof ValidationTargets },
 ): undefined {
-  if (result.success) return undefined;
+  if (result.success) {
+    // Text the database cannot store (a NUL, an unpaired surrogate) is a definition problem like any other. (Path
+    // and header values cannot hold it: the name's pattern and HTTP itself refuse it.)
+    const found = 'data' in result ? findUnstorableText(result.data) : undefined;
+    if (found) throw invalidDefinition([{ path: found.keys.join('.'), message: found.problem }]);
+    return undefined;
+  }
   if (result.target === 'json') throw invalidDefinition(issuesFromZod(result.error));
   throw validationErrorFromZod(result.error, result.target);
 }
@@ -216,7 +220,7 @@ function versionJson(name: string, version: PipelineVersion): z.infer<typeof pip
     id: version.id,
     pipeline: name,
     version: version.version,
-    definition: version.definition,
+    definition: redactDefinition(version.definition),
     definitionSha256: version.definitionSha256,
     createdBy: version.createdBy,
     createdAt: iso(version.createdAt),
@@ -227,10 +231,10 @@ function versionJson(name: string, version: PipelineVersion): z.infer<typeof pip
 export function pipelines(deps: PipelinesDeps): OpenAPIHono<AppEnv> {
   const router = createRouter();
 
-  const save = async (c: Context<AppEnv>, body: unknown, actor: string | undefined) => {
+  const save = async (c: Context<AppEnv>, body: unknown, actor: string) => {
     const result = await validateDefinition(body, deps.sources);
     if (!result.ok) throw invalidDefinition(result.issues);
-    const saved = await deps.pipelines.saveDefinition(result.definition, actor ?? DEFAULT_ACTOR);
+    const saved = await deps.pipelines.saveDefinition(result.definition, actor);
     const json = {
       pipeline: pipelineJson(saved.pipeline),
       version: versionJson(saved.pipeline.name, saved.version),
@@ -245,7 +249,7 @@ export function pipelines(deps: PipelinesDeps): OpenAPIHono<AppEnv> {
   router.openapi(
     createRouteDef,
     async (c) => {
-      const json = await save(c, await c.req.json<unknown>(), c.req.valid('header')['x-actor']);
+      const json = await save(c, await c.req.json<unknown>(), actorOf(c));
       return json.created ? c.json(json, 201) : c.json(json, 200);
     },
     definitionHook,
@@ -260,19 +264,23 @@ export function pipelines(deps: PipelinesDeps): OpenAPIHono<AppEnv> {
           { path: 'name', message: `must be ${JSON.stringify(name)}, the pipeline in the path` },
         ]);
       }
-      const json = await save(c, await c.req.json<unknown>(), c.req.valid('header')['x-actor']);
+      const json = await save(c, await c.req.json<unknown>(), actorOf(c));
       return json.created ? c.json(json, 201) : c.json(json, 200);
     },
     definitionHook,
   );
 
   router.openapi(listRouteDef, async (c) => {
-    const list = await deps.pipelines.listPipelines();
+    const list = await deps.pipelines.listPipelines(c.req.valid('query'));
     return c.json(
       {
         pipelines: list.map((p) => ({
           ...pipelineJson(p),
-          latestVersion: { id: p.latestVersionId, version: p.latestVersion, definition: p.definition },
+          latestVersion: {
+            id: p.latestVersionId,
+            version: p.latestVersion,
+            definition: redactDefinition(p.definition),
+          },
         })),
       },
       200,

@@ -10,10 +10,11 @@ import { UNRESOLVED, type ModelMetrics, type ServingMetrics } from '../../servin
 import type { ModelPool } from '../../serving/model-pool.js';
 import type { PredictionLogWriter } from '../../serving/prediction-log.js';
 import { parsePredictBody, validateInstances } from '../../serving/signature.js';
+import { hasScope, requireScope, scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
-import { DomainError, ValidationError } from '../errors.js';
+import { ConflictError, DomainError, ValidationError } from '../errors.js';
 import { createRouter } from '../router.js';
-import { errorResponse, jsonResponse } from './common.js';
+import { errorResponse, jsonResponse, NAME_PATTERN, nameParamSchema } from './common.js';
 
 export interface PredictDeps {
   readonly pool: Pick<ModelPool, 'acquireTarget' | 'shadow'>;
@@ -22,7 +23,15 @@ export interface PredictDeps {
   readonly maxInstances?: number;
   /** Where answered requests are logged (sampled, queued, written in the background); none: nothing is logged. */
   readonly predictionLog?: Pick<PredictionLogWriter, 'enqueue'>;
+  /**
+   * Why a version named by number or alias may not be scored (not blessed, approval rejected), or undefined when it
+   * may (storage/deployment-guards.ts `servingRefusal`). Absent: every version may.
+   */
+  readonly servingRefusal?: (versionId: string) => Promise<string | undefined>;
 }
+
+/** How long a version's fitness to serve is trusted before it is read again (a status changes rarely). */
+const REFUSAL_TTL_MS = 10_000;
 
 export const DEFAULT_MAX_INSTANCES = 1000;
 
@@ -45,6 +54,14 @@ const predictBodySchema = z
       .string()
       .optional()
       .openapi({ description: 'Score with the version this alias names.', example: 'staging' }),
+    allowUnblessed: z
+      .boolean()
+      .optional()
+      .openapi({
+        description:
+          'Score with a version named by `version` or `alias` although it is not blessed or its approval was ' +
+          'rejected; needs a key with the `deploy` scope. Without it such a request is a 409.',
+      }),
   })
   .openapi('PredictRequest');
 
@@ -78,10 +95,32 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
   const router = createRouter();
   const maxInstances = deps.maxInstances ?? DEFAULT_MAX_INSTANCES;
   const unresolved = deps.metrics.forModel(UNRESOLVED, UNRESOLVED);
+  const refusals = new Map<string, { reason: string | undefined; until: number }>();
+  /** Refuses a version named explicitly that may not serve, unless a `deploy` key asks for it by name. */
+  const checkExplicit = async (c: Context<AppEnv>, model: LoadedModel, body: unknown): Promise<void> => {
+    if (!deps.servingRefusal) return;
+    const now = performance.now();
+    let cached = refusals.get(model.summary.versionId);
+    if (!cached || cached.until < now) {
+      cached = { reason: await deps.servingRefusal(model.summary.versionId), until: now + REFUSAL_TTL_MS };
+      if (refusals.size >= 10_000) refusals.clear();
+      refusals.set(model.summary.versionId, cached);
+    }
+    if (cached.reason === undefined) return;
+    const allowed = (body as { allowUnblessed?: unknown }).allowUnblessed === true;
+    const principal = c.get('principal');
+    if (allowed && principal && hasScope(principal, 'deploy')) return;
+    throw new ConflictError(
+      `model ${model.summary.name} version ${model.summary.version} ${cached.reason}: it is scored only when a key with the deploy ` +
+        'scope asks for it with allowUnblessed',
+      { code: 'version_not_servable' },
+    );
+  };
 
   router.openAPIRegistry.registerPath({
     method: 'post',
     path: '/{name}/predict',
+    security: scoped('predict').security,
     tags: ['serving'],
     summary: 'Score instances with a deployed model',
     description:
@@ -91,7 +130,7 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
       `numbers, string inputs strings. At most ${maxInstances} instances per request.`,
     request: {
       params: z.object({
-        name: z.string().openapi({ param: { name: 'name', in: 'path' }, example: 'flight-delays' }),
+        name: nameParamSchema,
       }),
       body: { content: { 'application/json': { schema: predictBodySchema } }, required: true },
     },
@@ -101,22 +140,33 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
         'The body is not JSON, or an instance does not fit the signature (the message names the field).',
       ),
       404: errorResponse('No deployment or model with that name, or no such version or alias.'),
+      409: errorResponse('The version named is not blessed, or its approval was rejected (see allowUnblessed).'),
       413: errorResponse('The body or the number of instances is over the limit.'),
       503: errorResponse('The model could not be loaded, or it is overloaded; retry.'),
     },
   });
 
-  router.post('/:name/predict', async (c) => {
+  router.post('/:name/predict', requireScope('predict'), async (c) => {
     const started = performance.now();
     let metrics: ModelMetrics = unresolved;
     let status = 500;
     try {
-      const request = parsePredictBody(await readJson(c), maxInstances);
-      const acquired = deps.pool.acquireTarget(c.req.param('name'), request);
+      const name = c.req.param('name');
+      // A name no deployment or model can have never reaches the database (a NUL byte there is a query error).
+      if (!NAME_PATTERN.test(name)) {
+        throw new ValidationError('Invalid request: path.name: letters, digits and ._- only, at most 128', {
+          details: [{ location: 'path', path: 'name', problem: 'letters, digits and ._- only, at most 128' }],
+        });
+      }
+      const raw = await readJson(c);
+      const request = parsePredictBody(raw, maxInstances);
+      const acquired = deps.pool.acquireTarget(name, request);
       const target = acquired instanceof Promise ? await acquired : acquired;
       const model: LoadedModel = target.model;
       metrics = model.metrics;
       try {
+        // What a deployment serves was checked when it was deployed; a version named in the request is checked here.
+        if (request.version !== undefined || request.alias !== undefined) await checkExplicit(c, model, raw);
         validateInstances(model.signature, request);
         const slice = await model.score(request.instances, clientGone(c));
         const requestId = c.get('requestId');

@@ -14,18 +14,11 @@ import {
 } from '../../pipelines/runs.js';
 import { PIPELINE_RUN_STATUSES, type PipelineRunStatus } from '../../schema/index.js';
 import { type RunDetails, type RunSummary } from '../../storage/pipeline-store.js';
+import { actorOf, scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
-import {
-  actorHeaderSchema,
-  DEFAULT_ACTOR,
-  errorResponse,
-  jsonResponse,
-  pipelineNameSchema,
-  UUID_PATTERN,
-  versionNumberSchema,
-} from './common.js';
+import { errorResponse, jsonResponse, pipelineNameSchema, UUID_PATTERN, versionNumberSchema } from './common.js';
 import {
   decisionSchema,
   derived,
@@ -61,6 +54,7 @@ const decisionBodySchema = z
 const startRouteDef = createRoute({
   method: 'post',
   path: '/{name}/runs',
+  ...scoped('trigger'),
   tags: ['runs'],
   summary: 'Start a run of a pipeline',
   description:
@@ -75,7 +69,6 @@ const startRouteDef = createRoute({
         .max(200)
         .optional()
         .openapi({ param: { name: 'idempotency-key', in: 'header' }, example: 'nightly-2024-05-01' }),
-      'x-actor': actorHeaderSchema,
     }),
     body: {
       content: {
@@ -102,6 +95,7 @@ const startRouteDef = createRoute({
 const listRouteDef = createRoute({
   method: 'get',
   path: '/',
+  ...scoped('read'),
   tags: ['runs'],
   summary: 'Pipeline runs, newest first',
   request: {
@@ -129,6 +123,7 @@ const listRouteDef = createRoute({
 const getRouteDef = createRoute({
   method: 'get',
   path: '/{runId}',
+  ...scoped('read'),
   tags: ['runs'],
   summary: 'A run with its stages, metrics, registered version and live progress',
   request: { params: z.object({ runId: runIdSchema }) },
@@ -143,6 +138,7 @@ const decideRoute = (decision: 'approve' | 'reject') =>
   createRoute({
     method: 'post',
     path: `/{runId}/${decision}`,
+    ...scoped('approve'),
     tags: ['runs'],
     summary:
       decision === 'approve'
@@ -150,7 +146,6 @@ const decideRoute = (decision: 'approve' | 'reject') =>
         : 'Reject the deployment a run is waiting for (the version stays registered, not deployed)',
     request: {
       params: z.object({ runId: runIdSchema }),
-      headers: z.object({ 'x-actor': actorHeaderSchema }),
       body: { content: { 'application/json': { schema: decisionBodySchema } }, required: false },
     },
     responses: {
@@ -165,6 +160,7 @@ const actionRoute = (action: 'cancel' | 'resume') =>
   createRoute({
     method: 'post',
     path: `/{runId}/${action}`,
+    ...scoped('trigger'),
     tags: ['runs'],
     summary:
       action === 'cancel'
@@ -244,7 +240,7 @@ export function runs(deps: RunsDeps): OpenAPIHono<AppEnv> {
     router.openapi(decideRoute(decision), async (c) => {
       const { runId } = c.req.valid('param');
       const { reason } = c.req.valid('json');
-      const actor = c.req.valid('header')['x-actor'] ?? DEFAULT_ACTOR;
+      const actor = actorOf(c);
       const run = await runOrThrow(runId);
       // The run records waiting_approval once its workflow waits; asking a workflow in any other state could only
       // be refused (or, before a worker picked it up, wait for one).
@@ -282,7 +278,7 @@ export function pipelineRuns(deps: RunsDeps): OpenAPIHono<AppEnv> {
     const { name } = c.req.valid('param');
     const { version } = c.req.valid('json');
     const headers = c.req.valid('header');
-    const actor = headers['x-actor'] ?? DEFAULT_ACTOR;
+    const actor = actorOf(c);
     const idempotencyKey = headers['idempotency-key'];
     const started = await startPipelineRun(runner, {
       pipeline: name,

@@ -101,6 +101,7 @@ beforeAll(async () => {
   app = createApp({
     logger: testLogger,
     readiness: [],
+    auth: { kind: 'open' },
     version: 'test',
     bodyLimitBytes: 1_048_576,
     stores: platform.storage,

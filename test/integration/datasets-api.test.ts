@@ -5,16 +5,25 @@ import type { DatasetSchema, ValidationReport } from '../../data/types.js';
 import { ArtifactType } from '../../schema/index.js';
 import { createApp } from '../../server/app.js';
 import { openStorage, type PlatformStorage } from '../../storage/open-storage.js';
+import { fixedKeys } from '../support/auth.js';
 import { testLogger } from '../support/platform.js';
 import { testEndpoints } from '../support/stack.js';
 
 let storage: PlatformStorage;
 let app: ReturnType<typeof createApp>;
+const keys = fixedKeys({ alice: ['approve', 'read'], reader: ['read'] });
 
 beforeAll(async () => {
   storage = openStorage(testEndpoints(), { logger: testLogger, applicationName: 'datasets-api-test', poolSize: 2 });
   await storage.artifacts.ensureBucket();
-  app = createApp({ logger: testLogger, readiness: [], version: 'test', bodyLimitBytes: 65_536, stores: storage });
+  app = createApp({
+    logger: testLogger,
+    readiness: [],
+    auth: keys.auth,
+    version: 'test',
+    bodyLimitBytes: 65_536,
+    stores: storage,
+  });
 });
 
 afterAll(async () => {
@@ -81,16 +90,22 @@ async function datasetWithReport(): Promise<{ dataset: string; reportUri: string
   return { dataset, reportUri: reportRef.uri };
 }
 
-const post = (path: string, body: unknown) =>
-  app.request(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const post = (path: string, body: unknown, as = 'alice') =>
+  app.request(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...keys.as(as) },
+    body: JSON.stringify(body),
+  });
+const get = (path: string) => app.request(path, { headers: keys.as('reader') });
 
 describe('/v1/datasets', () => {
-  it('accepts a report as a new schema version, recorded with who and why', async () => {
+  it('accepts a report as a new schema version, recorded with who (the key) and why', async () => {
     const { dataset, reportUri } = await datasetWithReport();
-    const body = { reportUri, actor: 'alice@example.com', reason: 'SFO joined the network' };
+    // A body's `actor` is not who acts: the key is.
+    const body = { reportUri, actor: 'mallory', reason: 'SFO joined the network' };
     const accepted = await post(`/v1/datasets/${dataset}/schema/accept`, body);
     expect(accepted.status).toBe(201);
-    expect(await accepted.json()).toMatchObject({ version: 2, kind: 'accepted', actor: 'alice@example.com' });
+    expect(await accepted.json()).toMatchObject({ version: 2, kind: 'accepted', actor: 'alice' });
 
     const widened = JSON.parse(
       (await storage.artifacts.get((await storage.datasets.currentSchema(dataset))!.artifact.uri)).toString(),
@@ -101,7 +116,7 @@ describe('/v1/datasets', () => {
     expect(again.status).toBe(201);
     expect(((await again.json()) as { version: number }).version).toBe(2);
 
-    const state = await app.request(`/v1/datasets/${dataset}/schema`);
+    const state = await get(`/v1/datasets/${dataset}/schema`);
     expect(state.status).toBe(200);
     const json = (await state.json()) as { current: { version: number }; history: { version: number; kind: string }[] };
     expect(json.current.version).toBe(2);
@@ -150,13 +165,19 @@ describe('/v1/datasets', () => {
 
   it('answers 400 naming the field, and 404 for unknown datasets and reports', async () => {
     const { dataset, reportUri } = await datasetWithReport();
-    const bad = await post(`/v1/datasets/${dataset}/schema/accept`, { reportUri, actor: '', reason: 'x' });
+    const bad = await post(`/v1/datasets/${dataset}/schema/accept`, { reportUri, reason: 'x' });
     expect(bad.status).toBe(400);
     const error = (await bad.json()) as { error: { code: string; details: { path: string }[] } };
     expect(error.error.code).toBe('invalid_request');
-    expect(JSON.stringify(error.error.details)).toMatch(/actor/);
+    expect(JSON.stringify(error.error.details)).toMatch(/reason/);
 
-    expect((await app.request(`/v1/datasets/nope-${randomUUID().slice(0, 8)}/schema`)).status).toBe(404);
+    expect((await get(`/v1/datasets/nope-${randomUUID().slice(0, 8)}/schema`)).status).toBe(404);
+    const unscoped = await post(
+      `/v1/datasets/${dataset}/schema/accept`,
+      { reportUri, reason: 'a reader may not' },
+      'reader',
+    );
+    expect(unscoped.status).toBe(403);
     const unknownReport = await post(`/v1/datasets/${dataset}/schema/accept`, {
       reportUri: 's3://mlops-artifacts/artifacts/sha256/00/' + '0'.repeat(64),
       actor: 'a',

@@ -6,6 +6,9 @@
  * promoted when the challenger is as good as the champion, and rolled back on its own when it is not (early, at a
  * check) or when the rollout is cancelled; a shadow is scored on copies of the traffic and logged with role shadow,
  * never answering; a sticky canary gives one key one version. Every change is kept in the deployment's history.
+ * One rollout runs per deployment at a time (concurrent requests: one 202, the rest 409); a canary whose rollout
+ * workflow was terminated is rolled back by the reconciler; versions not fit to serve (not blessed, approval
+ * rejected) are refused unless the request allows them explicitly, and the override is recorded.
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -15,11 +18,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The app first: it loads @hono/zod-openapi, which must extend zod before the pipeline definition's schemas are built.
 import { createApp } from '../../server/app.js';
 import { startDeploymentRollout, type RolloutView } from '../../pipelines/rollouts.js';
+import { ensureRolloutReconcilerSchedule } from '../../workers/schedules.js';
+import { reconcileDeploymentRollouts, ROLLOUT_RECONCILER_SCHEDULE_ID } from '../../workflows/index.js';
 import type { PipelineRunnerDeps } from '../../pipelines/runs.js';
 import { startApiServer, type ApiServer } from '../../server/serve.js';
 import { createServing, type Serving } from '../../serving/index.js';
 import type { RevisionSummary } from '../../storage/deployment-store.js';
 import type { DeploymentRolloutResult, TrainingPipelineResult } from '../../workflows/index.js';
+import { anyNamedKey, keyOf } from '../support/auth.js';
 import { testLogger, type TestPlatform } from '../support/platform.js';
 import { runPipelineToEnd, syntheticCsv, syntheticDefinition } from '../support/pipelines.js';
 import { startTestPlatform, type RunningTestPlatform } from '../support/running-platform.js';
@@ -75,6 +81,7 @@ beforeAll(async () => {
   const app = createApp({
     logger: testLogger,
     readiness: [],
+    auth: anyNamedKey,
     version: 'test',
     bodyLimitBytes: 64 * 1024,
     stores: {
@@ -120,7 +127,7 @@ interface PredictBody {
 async function predict(body: unknown): Promise<{ status: number; body: PredictBody }> {
   const response = await fetch(`${url}/v1/models/${name}/predict`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...keyOf('client') },
     body: JSON.stringify(body),
   });
   return { status: response.status, body: (await response.json()) as PredictBody };
@@ -138,7 +145,7 @@ interface ApiBody {
 async function api(method: string, route: string, body?: unknown): Promise<{ status: number; body: ApiBody }> {
   const response = await fetch(`${url}${route}`, {
     method,
-    headers: { 'content-type': 'application/json', 'x-actor': 'alice' },
+    headers: { 'content-type': 'application/json', ...keyOf('alice') },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: response.status, body: (await response.json()) as ApiBody };
@@ -480,6 +487,238 @@ describe('deployment rollouts', () => {
     const again = await api('DELETE', `/v1/deployments/${name}/shadows/1`);
     expect(again.body.changed).toBe(false);
   });
+
+  /** Cancels a running rollout through the API and waits for it to end. */
+  async function cancelRollout(rolloutId: string): Promise<void> {
+    expect((await api('POST', `/v1/deployments/${name}/rollouts/${rolloutId}/cancel`)).status).toBe(202);
+    await rolloutDone(rolloutId, 30_000);
+  }
+
+  const longCanary = { version: 1, strategy: 'canary', trafficPercent: 5, durationSeconds: 3600, minRequests: 10 };
+
+  it('accepts one of several concurrent canary requests and refuses the others with 409, atomically', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, () => api('POST', `/v1/deployments/${name}/rollouts`, longCanary)),
+    );
+    const accepted = answers.filter((a) => a.status === 202);
+    expect(answers.map((a) => a.status).sort()).toEqual([202, 409, 409, 409, 409, 409]);
+    for (const refused of answers.filter((a) => a.status === 409)) {
+      expect(refused.body.error?.code).toBe('conflict');
+      expect(refused.body.error?.message).toMatch(/already runs (rollout|a canary)/);
+    }
+    const rolloutId = accepted[0]!.body.rolloutId!;
+    await until(
+      async () => (await platform.storage.deployments.activeRevisions(name)).some((r) => r.role === 'challenger'),
+      10_000,
+      'the canary to start',
+    );
+    await cancelRollout(rolloutId);
+    const deployment = await platform.storage.deployments.getDeployment(name);
+    expect(deployment?.config).toEqual({});
+  });
+
+  it('probe: a second canary while one runs is refused, and a rollout started around the API ends no canary', async () => {
+    const first = await api('POST', `/v1/deployments/${name}/rollouts`, longCanary);
+    expect(first.status).toBe(202);
+    await until(
+      async () => (await platform.storage.deployments.activeRevisions(name)).some((r) => r.role === 'challenger'),
+      10_000,
+      'the canary to start',
+    );
+    // Issue 15: the second request answered 202 and, once the first rolled back, stayed `running` in phase canary.
+    const second = await api('POST', `/v1/deployments/${name}/rollouts`, { ...longCanary, trafficPercent: 20 });
+    expect(second.status).toBe(409);
+    expect(second.body.error?.message).toContain(`already runs rollout rollout-${name}-${first.body.rolloutId}`);
+
+    // A workflow started without the API's reservation is refused by the store, and leaves the first canary alone.
+    const bypass = await startDeploymentRollout(
+      { client: platform.client, taskQueue: platform.taskQueue },
+      {
+        deploymentName: name,
+        versionId: v1.model.versionId,
+        strategy: 'canary',
+        trafficPercent: 30,
+        durationSeconds: 3600,
+        minRequests: 10,
+        thresholds: { maxErrorRateIncrease: 0.01, maxLatencyP99Ratio: 2, maxPredictionDivergence: 0.5 },
+      },
+      name,
+    );
+    await expect(platform.client.workflow.getHandle(bypass.workflowId).result()).rejects.toThrow();
+    const bypassView = await api('GET', `/v1/deployments/${name}/rollouts/${bypass.rolloutId}`);
+    expect(bypassView.body.status).toBe('failed');
+    expect(shares(await platform.storage.deployments.activeRevisions(name))).toEqual([
+      'champion v2 95%',
+      'challenger v1 5%',
+    ]);
+
+    await cancelRollout(first.body.rolloutId!);
+    expect(shares(await platform.storage.deployments.activeRevisions(name))).toEqual(['champion v2 100%']);
+    // Nothing is left running, and the next canary is accepted.
+    const next = await api('POST', `/v1/deployments/${name}/rollouts`, longCanary);
+    expect(next.status).toBe(202);
+    await until(
+      async () => (await platform.storage.deployments.activeRevisions(name)).some((r) => r.role === 'challenger'),
+      10_000,
+      'the next canary to start',
+    );
+    await cancelRollout(next.body.rolloutId!);
+  });
+
+  it('probe: the reconciler rolls back a canary whose rollout workflow was terminated, and a new canary is accepted', async () => {
+    const started = await api('POST', `/v1/deployments/${name}/rollouts`, longCanary);
+    expect(started.status).toBe(202);
+    await until(
+      async () => (await platform.storage.deployments.activeRevisions(name)).some((r) => r.role === 'challenger'),
+      10_000,
+      'the canary to start',
+    );
+    const workflowId = started.body.workflowId as string;
+    await platform.client.workflow.getHandle(workflowId).terminate('test: the rollout is gone');
+    // Terminated, the rollout never rolled its canary back.
+    expect(shares(await platform.storage.deployments.activeRevisions(name))).toEqual([
+      'champion v2 95%',
+      'challenger v1 5%',
+    ]);
+
+    // One pass of the scheduled reconciler, run directly, for this file's deployment only.
+    const reconciled = await platform.client.workflow.execute(reconcileDeploymentRollouts, {
+      taskQueue: platform.taskQueue,
+      workflowId: `reconcile-${name}-${randomUUID()}`,
+      args: [{ deploymentName: name }],
+    });
+    expect(reconciled).toEqual([
+      expect.objectContaining({
+        deployment: name,
+        workflowId,
+        workflowStatus: 'terminated',
+        action: 'rolled_back',
+      }),
+    ]);
+    const [latest] = await platform.storage.deployments.deploymentHistory(name);
+    expect(shares([latest!])).toEqual(['champion v2 100%']);
+    expect(latest!.actor).toBe('rollout-reconciler');
+    expect(latest!.reason).toBe(`rolled back by the rollout reconciler: rollout workflow ${workflowId} is terminated`);
+    expect((await platform.storage.deployments.getDeployment(name))?.config).toEqual({});
+    // A second pass finds nothing to do.
+    expect(
+      await platform.client.workflow.execute(reconcileDeploymentRollouts, {
+        taskQueue: platform.taskQueue,
+        workflowId: `reconcile-${name}-${randomUUID()}`,
+        args: [{ deploymentName: name }],
+      }),
+    ).toEqual([]);
+
+    const next = await api('POST', `/v1/deployments/${name}/rollouts`, longCanary);
+    expect(next.status).toBe(202);
+    await until(
+      async () => (await platform.storage.deployments.activeRevisions(name)).some((r) => r.role === 'challenger'),
+      10_000,
+      'the next canary to start',
+    );
+    // Terminated again: the API heals the deployment itself before it answers the next request.
+    await platform.client.workflow.getHandle(next.body.workflowId as string).terminate('test');
+    const healed = await api('POST', `/v1/deployments/${name}/rollouts`, longCanary);
+    expect(healed.status).toBe(202);
+    await until(
+      async () => (await platform.storage.deployments.activeRevisions(name)).some((r) => r.role === 'challenger'),
+      10_000,
+      'the healed canary to start',
+    );
+    await cancelRollout(healed.body.rolloutId!);
+  });
+
+  it('probe: refuses to serve an unblessed or approval-rejected version unless the request allows it, and records the override', async () => {
+    const { registry, pipelines, database, deployments } = platform.storage;
+    const signature = (await registry.getVersionById(v1.model.versionId))!.signature;
+    const register = (reason: string, blessed: boolean, sourceRunId?: string) =>
+      registry.registerVersion({
+        modelName: name,
+        onnxUri: 's3://nowhere/never-loaded',
+        sha256: randomUUID().replace(/-/g, '').repeat(2),
+        signature,
+        metrics: {},
+        params: {},
+        blessing: { blessed, reason, evaluatedAt: new Date().toISOString() },
+        ...(sourceRunId ? { sourceRunId } : {}),
+        actor: 'test',
+        reason,
+      });
+    const unblessed = (await register('worse than the champion', false)).version;
+    // A blessed version whose run's approval was rejected.
+    const { rows } = await database.pool.query<{ pipeline_version_id: string }>(
+      'select pipeline_version_id from pipeline_runs where id = $1',
+      [v1.runId],
+    );
+    const { run } = await pipelines.createRun({
+      pipelineVersionId: rows[0]!.pipeline_version_id,
+      workflowId: `rejected-${randomUUID()}`,
+      trigger: 'test',
+    });
+    await pipelines.setRunStatus(run.workflowId, 'succeeded', { outcome: 'rejected' });
+    const rejected = (await register('good, but a reviewer said no', true, run.id)).version;
+    expect(rejected.status).toBe('blessed');
+
+    // A deployment of its own: the versions above are never loaded, so they must not touch the main one's serving.
+    const guard = `${name}-guard`;
+    await deployments.deploy({
+      deploymentName: guard,
+      modelName: name,
+      versionId: v1.model.versionId,
+      actor: 't',
+      reason: 'v1',
+    });
+    const rollout = (body: unknown) => api('POST', `/v1/deployments/${guard}/rollouts`, body);
+    for (const [version, state] of [
+      [unblessed, 'is rejected, not blessed'],
+      [rejected, `was rejected at approval (run ${run.workflowId})`],
+    ] as const) {
+      for (const strategy of ['replace', 'canary', 'shadow']) {
+        const refused = await rollout({ version: version.version, strategy });
+        expect(refused.status, `${strategy} of v${version.version}`).toBe(409);
+        expect(refused.body.error?.message).toContain(`version ${version.version} ${state}`);
+        expect(refused.body.error?.message).toContain('allowUnblessed');
+      }
+    }
+    expect(shares(await deployments.activeRevisions(guard))).toEqual(['champion v1 100%']);
+
+    // Explicitly allowed: served, and the revision says so.
+    const shadow = await rollout({ version: rejected.version, strategy: 'shadow', allowUnblessed: true });
+    expect(shadow.status).toBe(200);
+    const [latest] = await deployments.deploymentHistory(guard);
+    expect(latest!.version).toBe(rejected.version);
+    expect(latest!.reason).toMatch(/^shadow started by .*\[override: version \d+ was rejected at approval/);
+    expect((await api('DELETE', `/v1/deployments/${guard}/shadows/${rejected.version}`)).status).toBe(200);
+    const replaced = await rollout({ version: unblessed.version, strategy: 'replace', allowUnblessed: true });
+    expect(replaced.status).toBe(200);
+    expect((await deployments.deploymentHistory(guard))[0]!.reason).toContain('is rejected, not blessed, served');
+
+    // A later pipeline run's deploy of the same bytes, after its own approval, is not refused by the rejection.
+    const storeDeploy = { deploymentName: guard, modelName: name, versionId: rejected.id, actor: 't', reason: 'b' };
+    await expect(deployments.deploy(storeDeploy)).rejects.toThrow('was rejected at approval');
+    const approved = await deployments.deploy({ ...storeDeploy, approvedInRun: randomUUID() });
+    expect(approved.changed).toBe(true);
+    expect(approved.revision.reason).toBe('b');
+  });
+});
+
+describe('the rollout reconciler schedule', () => {
+  it('is created once and updated, not duplicated, when workers start again', async () => {
+    // A task queue nobody polls: the schedule's runs (if any fire during the test) do nothing.
+    const options = { taskQueue: `unpolled-${name}`, everySeconds: 300 };
+    try {
+      expect(await ensureRolloutReconcilerSchedule(platform.client, options)).toBe(true);
+      expect(await ensureRolloutReconcilerSchedule(platform.client, { ...options, everySeconds: 120 })).toBe(false);
+      const described = await platform.client.schedule.getHandle(ROLLOUT_RECONCILER_SCHEDULE_ID).describe();
+      expect(described.spec.intervals?.map((i) => i.every)).toEqual([120_000]);
+      expect(described.action).toMatchObject({
+        workflowType: 'reconcileDeploymentRollouts',
+        taskQueue: options.taskQueue,
+      });
+    } finally {
+      await platform.client.schedule.getHandle(ROLLOUT_RECONCILER_SCHEDULE_ID).delete();
+    }
+  });
 });
 
 describe('DeploymentStore traffic changes', () => {
@@ -547,19 +786,18 @@ describe('DeploymentStore traffic changes', () => {
     for (const [refused, message] of refusals) await expect(refused()).rejects.toThrow(message);
     expect(shares(await deployments.activeRevisions(deploymentName))).toEqual(['champion v1 70%', 'challenger v2 30%']);
 
-    // A rejected version never runs, not even in shadow; a registered one may run in shadow.
+    // An unblessed version runs not even in shadow, unless the caller allows it explicitly (recorded in the reason).
     await expect(
       deployments.startShadow({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 's' }),
-    ).rejects.toThrow('only registered or blessed versions run in shadow');
+    ).rejects.toThrow('is rejected, not blessed: it is not run in shadow unless the request allows');
     await registry.transitionStatus(unblessed.version.id, 'registered', 'test', 'look at it in shadow');
-    expect(
-      (await deployments.startShadow({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 's' }))
-        .changed,
-    ).toBe(true);
-    expect(
-      (await deployments.startShadow({ deploymentName, versionId: unblessed.version.id, actor: 't', reason: 's' }))
-        .changed,
-    ).toBe(false);
+    const shadow = { deploymentName, versionId: unblessed.version.id, allowUnblessed: true, actor: 't', reason: 's' };
+    const shadowed = await deployments.startShadow(shadow);
+    expect(shadowed.changed).toBe(true);
+    expect(shadowed.active.find((r) => r.role === 'shadow')?.reason).toMatch(
+      /^s \[override: version \d+ is registered/,
+    );
+    expect((await deployments.startShadow(shadow)).changed).toBe(false);
     await expect(
       deployments.startShadow({ deploymentName, versionId: v2.model.versionId, actor: 't', reason: 's' }),
     ).rejects.toThrow('as challenger');
@@ -572,7 +810,10 @@ describe('DeploymentStore traffic changes', () => {
     });
     expect(promoted.changed).toBe(true);
     expect(promoted.deployment.strategy).toBe('shadow');
-    expect(shares(await deployments.activeRevisions(deploymentName))).toEqual(['champion v2 100%', 'shadow v3 0%']);
+    expect(shares(await deployments.activeRevisions(deploymentName))).toEqual([
+      'champion v2 100%',
+      `shadow v${unblessed.version.version} 0%`,
+    ]);
     // Retried: nothing to do.
     expect(
       (

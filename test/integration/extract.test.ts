@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Client } from 'minio';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDataAccessPolicy, SourceNotAllowedError } from '../../data/access-policy.js';
 import { DataEngine, sqlString } from '../../data/engine.js';
 import { ExtractError, extractSnapshot, type ExtractOptions, type Snapshot } from '../../data/extract.js';
 import { S3ArtifactStore } from '../../storage/artifact-store.js';
@@ -15,15 +16,20 @@ import {
   type ObjectInfo,
   type ObjectSource,
 } from '../../storage/object-source.js';
+import { openConnectionStore, PLATFORM_SOURCES_SCHEMA } from '../../storage/connection-store.js';
+import { createDatabase } from '../../storage/database.js';
 import { testEndpoints } from '../support/stack.js';
+import { inject } from 'vitest';
 
 /** An `S3ObjectSource` that counts what it downloads, and can run a hook between listing and downloading. */
 class CountingSource implements ObjectSource {
   downloads: string[] = [];
   beforeDownload: (() => Promise<void>) | undefined;
   constructor(readonly inner: S3ObjectSource) {}
-  list(bucket: string, prefix: string): Promise<ObjectInfo[]> {
-    return this.inner.list(bucket, prefix);
+  lists = 0;
+  list(bucket: string, prefix: string, options?: { maxKeys?: number }): Promise<ObjectInfo[]> {
+    this.lists += 1;
+    return this.inner.list(bucket, prefix, options);
   }
   stat(bucket: string, key: string): Promise<ObjectInfo | undefined> {
     return this.inner.stat(bucket, key);
@@ -47,12 +53,17 @@ let scratch: string;
 let cacheDir: string;
 let engine: DataEngine;
 
-function extract(options: Omit<ExtractOptions, 'workDir' | 'artifacts' | 'objectSource' | 'cacheDir'>) {
+function extract(
+  options: Omit<ExtractOptions, 'workDir' | 'artifacts' | 'objectSource' | 'cacheDir' | 'policy'> & {
+    policy?: ExtractOptions['policy'];
+  },
+) {
   return extractSnapshot({
     workDir: path.join(scratch, 'work'),
     cacheDir,
     artifacts,
     objectSource: source,
+    policy: createDataAccessPolicy({ roots: [scratch], buckets: ['*'] }),
     ...options,
   });
 }
@@ -265,7 +276,8 @@ describe('extract from Postgres', { timeout: 60_000 }, () => {
     expect(exact).toEqual({ micros: 123456, distance: 10 / 3 });
 
     const again = await extract({
-      source: { kind: 'postgres', query, url: testEndpoints().databaseUrl },
+      source: { kind: 'postgres', query, connection: 'test-db' },
+      connections: { connectionString: async () => testEndpoints().databaseUrl },
       span: { column: 'at', from: '2001-01-11T00:00:00Z', to: '2001-02-01T00:00:00Z' },
     });
     expect(again.fingerprint).toBe(snapshot.fingerprint);
@@ -315,5 +327,76 @@ describe('extract from Postgres', { timeout: 60_000 }, () => {
         }),
       ),
     ).toMatchObject({ code: 'query_failed', message: expect.stringContaining('timeout') });
+  });
+});
+
+describe('the data access policy and the read-only role', { timeout: 60_000 }, () => {
+  it('refuses a bucket outside the policy before listing it', async () => {
+    const lists = source.lists;
+    const refused = await extract({
+      source: `s3://${landing}/flights/*.csv`,
+      policy: createDataAccessPolicy({ roots: [], buckets: [`${landing}/elsewhere/`] }),
+    }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(SourceNotAllowedError);
+    expect((refused as SourceNotAllowedError).httpStatus).toBe(403);
+    expect((refused as Error).message).toContain('DATA_BUCKETS=');
+    expect(source.lists).toBe(lists);
+    // A granted prefix reads; `flights-other/` is not under `flights/`.
+    const policy = createDataAccessPolicy({ roots: [], buckets: [`${landing}/flights/`] });
+    expect((await extract({ source: `s3://${landing}/flights`, policy })).rowCount).toBeGreaterThan(0);
+    await expect(extract({ source: `s3://${landing}/flights-other/`, policy })).rejects.toBeInstanceOf(
+      SourceNotAllowedError,
+    );
+  });
+
+  it('caps an S3 listing', async () => {
+    const policy = createDataAccessPolicy({ roots: [], buckets: ['*'], maxFiles: 2 });
+    expect(await codeOf(extract({ source: `s3://${landing}/flights/**/*.csv`, policy }))).toMatchObject({
+      code: 'source_too_broad',
+    });
+  });
+
+  it('source query as the read-only role cannot call pg_read_file or write, and reads only the sources schema', async () => {
+    const database = createDatabase(testEndpoints().databaseUrl, { max: 1 });
+    const table = `${PLATFORM_SOURCES_SCHEMA}.readable_${suffix}`;
+    try {
+      await database.pool.query(`CREATE TABLE ${table} AS SELECT g AS id FROM generate_series(1, 3) g`);
+      const connections = openConnectionStore({
+        db: database.db,
+        dataDir: inject('stackDataDir'),
+        databaseUrl: testEndpoints().databaseUrl,
+        connectionsKey: undefined,
+      });
+      // No `connection`: the built-in read-only `platform` one.
+      const read = (query: string) => extract({ source: { kind: 'postgres', query }, connections });
+      expect((await read(`SELECT * FROM ${table}`)).rowCount).toBe(3);
+      const role = await read(
+        'SELECT current_user AS who, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su',
+      );
+      expect(role.rowCount).toBe(1);
+      const fileRead = await codeOf(read("SELECT pg_read_file('/etc/passwd') AS secret"));
+      expect(fileRead.message).toMatch(/permission denied/);
+      expect(fileRead.message).not.toContain('root:');
+      expect((await codeOf(read('SELECT lo_create(0) AS oid'))).message).toMatch(/read-only|permission denied/);
+      expect((await codeOf(read('SELECT * FROM pipelines'))).message).toMatch(/permission denied/);
+      const { rows } = await database.pool.query<{ rolsuper: boolean; rolconfig: string[] }>(
+        "SELECT rolsuper, rolconfig FROM pg_roles WHERE rolname = 'mlops_reader'",
+      );
+      expect(rows[0]).toMatchObject({ rolsuper: false, rolconfig: ['default_transaction_read_only=on'] });
+    } finally {
+      await database.pool.query(`DROP TABLE IF EXISTS ${table}`);
+      await database.close();
+    }
+  });
+
+  it('bounds connecting to an unroutable host', async () => {
+    const started = Date.now();
+    const error = await extract({
+      source: { kind: 'postgres', query: 'SELECT 1', connection: 'nowhere' },
+      connections: { connectionString: async () => 'postgres://u:p@10.255.255.1:5432/db' },
+      postgres: { connectTimeoutMs: 500 },
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });

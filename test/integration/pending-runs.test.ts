@@ -5,7 +5,14 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pipelineDefinitionSchema } from '../../pipelines/definition.js';
-import { resumePipelineRun, RunStartError, startPipelineRun, type PipelineRunnerDeps } from '../../pipelines/runs.js';
+import {
+  approvePipelineRun,
+  DecisionTimeoutError,
+  resumePipelineRun,
+  RunStartError,
+  startPipelineRun,
+  type PipelineRunnerDeps,
+} from '../../pipelines/runs.js';
 import { connectTestPlatform, type TestPlatform } from '../support/platform.js';
 import { syntheticCsv, syntheticDefinition } from '../support/pipelines.js';
 import { testEndpoints } from '../support/stack.js';
@@ -57,4 +64,20 @@ describe('a run whose workflow could not be started', () => {
     expect((await handle.describe()).status.name).toBe('RUNNING');
     await handle.terminate('test over');
   }, 90_000);
+});
+
+describe('a decision on a run no worker runs', () => {
+  it('answers 503-class within its deadline instead of holding the request, and a retry joins the first update', async () => {
+    const idle = { ...runner(platform.client), decisionTimeoutMs: 1500 };
+    const { run } = await startPipelineRun(idle, { pipeline: name, trigger: 'api' });
+    const started = Date.now();
+    const error = await approvePipelineRun(idle, run.id, { actor: 'alice' }).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(error).toBeInstanceOf(DecisionTimeoutError);
+    expect(error).toMatchObject({ httpStatus: 503, code: 'decision_pending', retryable: true });
+    expect((error as Error).message).toContain('is a worker running?');
+    const again = await approvePipelineRun(idle, run.id, { actor: 'alice' }).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(DecisionTimeoutError);
+    await platform.client.workflow.getHandle(run.workflowId).terminate('test over');
+  }, 60_000);
 });

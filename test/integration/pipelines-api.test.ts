@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../server/app.js';
+import { anyNamedKey, keyOf, withKey } from '../support/auth.js';
 import type { ErrorBody } from '../../server/errors.js';
 import { connectTestPlatform, testLogger, type TestPlatform } from '../support/platform.js';
 import { testEndpoints } from '../support/stack.js';
@@ -56,11 +57,14 @@ function definition(overrides: Record<string, unknown> = {}) {
 
 const send = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
   Promise.resolve(
-    app.request(url, {
-      method,
-      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    }),
+    app.request(
+      url,
+      withKey({
+        method,
+        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      }),
+    ),
   );
 
 interface RunBody {
@@ -78,7 +82,7 @@ interface RunBody {
 }
 
 async function getRun(id: string): Promise<RunBody> {
-  const res = await app.request(`/v1/runs/${id}`);
+  const res = await app.request(`/v1/runs/${id}`, withKey());
   expect(res.status).toBe(200);
   return (await res.json()) as RunBody;
 }
@@ -111,10 +115,16 @@ beforeAll(async () => {
   app = createApp({
     logger: testLogger,
     readiness: [],
+    auth: anyNamedKey,
     version: 'test',
     bodyLimitBytes: 1_048_576,
     stores: platform.storage,
-    sources: { objects: platform.storage.objects, pgPool: platform.storage.database.pool, scratchDir },
+    sources: {
+      policy: platform.activityDeps.dataAccess.policy,
+      objects: platform.storage.objects,
+      connections: platform.connections,
+      scratchDir,
+    },
     runner: {
       client: platform.client,
       pipelines: platform.storage.pipelines,
@@ -134,7 +144,7 @@ afterAll(async () => {
 
 describe('pipeline definitions', () => {
   it('probes the S3 source, stores version 1, answers 200 for the same body and stores version 2 when it changes', async () => {
-    const created = await send('POST', '/v1/pipelines', definition(), { 'x-actor': 'alice' });
+    const created = await send('POST', '/v1/pipelines', definition(), { ...keyOf('alice') });
     expect(created.status).toBe(201);
     expect(await created.json()).toMatchObject({
       created: true,
@@ -154,11 +164,11 @@ describe('pipeline definitions', () => {
     expect(changed.status).toBe(201);
     expect(await changed.json()).toMatchObject({ created: true, version: { version: 2, createdBy: 'api' } });
 
-    const details = (await (await app.request(`/v1/pipelines/${pipelineName}`)).json()) as {
+    const details = (await (await app.request(`/v1/pipelines/${pipelineName}`, withKey())).json()) as {
       versions: { version: number }[];
     };
     expect(details.versions.map((v) => v.version)).toEqual([2, 1]);
-    const list = (await (await app.request('/v1/pipelines')).json()) as {
+    const list = (await (await app.request('/v1/pipelines', withKey())).json()) as {
       pipelines: { name: string; latestVersion: { version: number } }[];
     };
     expect(list.pipelines.find((p) => p.name === pipelineName)?.latestVersion.version).toBe(2);
@@ -209,12 +219,7 @@ describe('pipeline runs', () => {
     const key = `test-${randomUUID()}`;
     const responses = await Promise.all(
       Array.from({ length: 5 }, () =>
-        send(
-          'POST',
-          `/v1/pipelines/${pipelineName}/runs`,
-          { version: 1 },
-          { 'idempotency-key': key, 'x-actor': 'bob' },
-        ),
+        send('POST', `/v1/pipelines/${pipelineName}/runs`, { version: 1 }, { 'idempotency-key': key, ...keyOf('bob') }),
       ),
     );
     const statuses = responses.map((r) => r.status).sort();
@@ -255,29 +260,33 @@ describe('pipeline runs', () => {
     );
     expect(run.links.temporalUi).toContain(`/namespaces/${platform.endpoints.temporal.namespace}/workflows/`);
 
-    const listed = (await (await app.request(`/v1/runs?pipeline=${pipelineName}&status=succeeded`)).json()) as {
+    const listed = (await (
+      await app.request(`/v1/runs?pipeline=${pipelineName}&status=succeeded`, withKey())
+    ).json()) as {
       runs: { id: string }[];
     };
     expect(listed.runs.map((r) => r.id)).toContain(runId);
 
     // A finished run waits for nothing: approve and reject conflict, as do cancel and resume.
     for (const action of ['approve', 'reject', 'cancel', 'resume']) {
-      const res = await send('POST', `/v1/runs/${runId}/${action}`, undefined, { 'x-actor': 'carol' });
+      const res = await send('POST', `/v1/runs/${runId}/${action}`, undefined, { ...keyOf('carol') });
       expect(res.status, action).toBe(409);
       expect(((await res.json()) as ErrorBody).error.code, action).toBe('conflict');
     }
 
     // The registry's read side shows what the run registered and deployed.
-    const champion = await app.request(`/v1/models/${pipelineName}/versions/champion`);
+    const champion = await app.request(`/v1/models/${pipelineName}/versions/champion`, withKey());
     expect(champion.status).toBe(200);
     const version = (await champion.json()) as { version: number; sourceRunId: string; transitions: unknown[] };
     expect(version).toMatchObject({ version: 1, sourceRunId: runId });
     expect(version.transitions.length).toBeGreaterThanOrEqual(2);
-    expect((await app.request(`/v1/models/${pipelineName}/versions/1`)).status).toBe(200);
-    expect((await app.request(`/v1/models/${pipelineName}/versions/7`)).status).toBe(404);
-    const model = (await (await app.request(`/v1/models/${pipelineName}`)).json()) as { champion: { version: number } };
+    expect((await app.request(`/v1/models/${pipelineName}/versions/1`, withKey())).status).toBe(200);
+    expect((await app.request(`/v1/models/${pipelineName}/versions/7`, withKey())).status).toBe(404);
+    const model = (await (await app.request(`/v1/models/${pipelineName}`, withKey())).json()) as {
+      champion: { version: number };
+    };
     expect(model.champion.version).toBe(1);
-    const deployment = (await (await app.request(`/v1/deployments/${pipelineName}`)).json()) as {
+    const deployment = (await (await app.request(`/v1/deployments/${pipelineName}`, withKey())).json()) as {
       active: { version: number; role: string }[];
       history: unknown[];
     };
@@ -304,7 +313,7 @@ describe('pipeline runs', () => {
       `/v1/runs/${startedRun.id}/approve`,
       { reason: 'looks good' },
       {
-        'x-actor': 'dana',
+        ...keyOf('dana'),
       },
     );
     expect(approved.status).toBe(200);
@@ -319,14 +328,14 @@ describe('pipeline runs', () => {
   });
 
   it('answers 404 for an unknown run or pipeline and 400 for a run id that is not a UUID', async () => {
-    const unknown = await app.request(`/v1/runs/${randomUUID()}`);
+    const unknown = await app.request(`/v1/runs/${randomUUID()}`, withKey());
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as ErrorBody).error.code).toBe('not_found');
     expect((await send('POST', `/v1/runs/${randomUUID()}/approve`, {})).status).toBe(404);
     expect((await send('POST', `/v1/pipelines/nope-${suffix}/runs`)).status).toBe(404);
     expect((await send('POST', `/v1/pipelines/${pipelineName}/runs`, { version: 99 })).status).toBe(404);
 
-    const bad = await app.request('/v1/runs/not-a-uuid');
+    const bad = await app.request('/v1/runs/not-a-uuid', withKey());
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as ErrorBody).error.message).toContain('path.runId');
   });

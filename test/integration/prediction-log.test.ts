@@ -80,6 +80,7 @@ beforeAll(async () => {
   app = createApp({
     logger: silentLogger,
     readiness: [],
+    auth: { kind: 'open' },
     version: 'test',
     bodyLimitBytes: 1_048_576,
     serving: { pool, metrics, predictionLog: writer },

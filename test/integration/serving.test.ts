@@ -67,6 +67,7 @@ async function startServing(options: ServingOptions): Promise<{ serving: Serving
   const app = createApp({
     logger: testLogger,
     readiness: [],
+    auth: { kind: 'open' },
     version: 'test',
     bodyLimitBytes: 64 * 1024,
     serving: { ...serving, maxInstances: 100 },

@@ -22,6 +22,7 @@ import {
   readyz,
   scenario,
   servers,
+  sleep,
   stopCleanly,
   tail,
   waitForExit,
@@ -148,6 +149,16 @@ describe('npm start brings the platform up and down', () => {
     await waitForReady(first, 120_000);
     const orphans = pidFiles(s);
     expect(Object.keys(orphans).sort()).toEqual(['minio', 'postgres', 'temporal']);
+
+    // The workers run in a supervised child process: one that dies is restarted, and the platform stays up.
+    const workerPid = Number(/"workerPid":(\d+),[^\n]*"msg":"worker process polling"/.exec(first.output())?.[1]);
+    expect(isAlive(workerPid), tail(first)).toBe(true);
+    process.kill(workerPid, 'SIGKILL');
+    const restartDeadline = Date.now() + 60_000;
+    while (!first.output().includes('"msg":"workers restarted"') && Date.now() < restartDeadline) await sleep(100);
+    expect(first.output(), tail(first)).toMatch(/"msg":"workers stopped unexpectedly; restarting in [\d.]+ s"/);
+    expect(first.output(), tail(first)).toContain('"msg":"workers restarted"');
+    expect(await readyz(s)).toMatchObject(READY);
 
     // Crash: SIGKILL tsx and the Node process running start.ts; the services (own process groups) survive.
     process.kill(-first.child.pid!, 'SIGKILL');

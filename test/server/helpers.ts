@@ -19,6 +19,7 @@ export function testDeps(overrides: Partial<ApiDeps> = {}): ApiDeps {
     readiness: [],
     version: '1.2.3-test',
     bodyLimitBytes: 1024,
+    auth: { kind: 'open' },
     ...overrides,
   };
 }

@@ -3,10 +3,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDataAccessPolicy } from '../../data/access-policy.js';
 import type { PipelineDefinition } from '../../pipelines/definition.js';
 import type { PipelineRunnerDeps } from '../../pipelines/runs.js';
 import type { Pipeline, PipelineVersion } from '../../schema/index.js';
 import { createApp } from '../../server/app.js';
+import { anyNamedKey, keyOf, withKey } from '../support/auth.js';
 import type { ErrorBody } from '../../server/errors.js';
 import { definitionSha256, type PipelineStore } from '../../storage/pipeline-store.js';
 import { testDeps } from './helpers.js';
@@ -74,7 +76,14 @@ beforeAll(async () => {
     taskQueue: 'main',
     trainingTaskQueue: 'training',
   };
-  app = createApp(testDeps({ bodyLimitBytes: 65_536, runner, sources: { scratchDir: root } }));
+  app = createApp(
+    testDeps({
+      bodyLimitBytes: 65_536,
+      runner,
+      sources: { scratchDir: root, policy: createDataAccessPolicy({ roots: [root], buckets: [] }) },
+      auth: anyNamedKey,
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -97,11 +106,14 @@ function definition(overrides: Record<string, unknown> = {}) {
 }
 
 const send = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
-  app.request(url, {
-    method,
-    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
+  app.request(
+    url,
+    withKey({
+      method,
+      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    }),
+  );
 
 interface DefinitionErrorBody {
   error: { code: string; message: string; details: { issues: { path: string; message: string }[] } };
@@ -109,7 +121,7 @@ interface DefinitionErrorBody {
 
 describe('POST /v1/pipelines', () => {
   it('stores a definition (201), and the same again answers 200 with the same version', async () => {
-    const first = await send('POST', '/v1/pipelines', definition(), { 'x-actor': 'alice' });
+    const first = await send('POST', '/v1/pipelines', definition(), { ...keyOf('alice') });
     expect(first.status).toBe(201);
     expect(first.headers.get('location')).toBe('/v1/pipelines/rides/versions/1');
     const body = (await first.json()) as { version: { version: number; createdBy: string }; created: boolean };
@@ -156,11 +168,14 @@ describe('POST /v1/pipelines', () => {
   });
 
   it('answers 400 malformed_json for a body that is not JSON', async () => {
-    const res = await app.request('/v1/pipelines', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: '{"name":',
-    });
+    const res = await app.request(
+      '/v1/pipelines',
+      withKey({
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"name":',
+      }),
+    );
     expect(res.status).toBe(400);
     expect(((await res.json()) as ErrorBody).error.code).toBe('malformed_json');
   });
@@ -172,12 +187,12 @@ describe('PUT /v1/pipelines/{name}', () => {
     expect(res.status).toBe(201);
     expect(await res.json()).toMatchObject({ created: true, version: { version: 2, pipeline: 'rides' } });
 
-    const list = await app.request('/v1/pipelines');
+    const list = await app.request('/v1/pipelines', withKey());
     expect(await list.json()).toMatchObject({ pipelines: [{ name: 'rides', latestVersion: { version: 2 } }] });
-    const one = await app.request('/v1/pipelines/rides');
+    const one = await app.request('/v1/pipelines/rides', withKey());
     const details = (await one.json()) as { versions: { version: number }[] };
     expect(details.versions.map((v) => v.version)).toEqual([2, 1]);
-    const v1 = await app.request('/v1/pipelines/rides/versions/1');
+    const v1 = await app.request('/v1/pipelines/rides/versions/1', withKey());
     expect(await v1.json()).toMatchObject({ version: 1, definition: { name: 'rides' } });
   });
 
@@ -190,19 +205,19 @@ describe('PUT /v1/pipelines/{name}', () => {
 
   it('answers 400 for a name that is not a pipeline name, 404 for an unknown pipeline or version', async () => {
     expect((await send('PUT', '/v1/pipelines/Not%20A%20Name', definition())).status).toBe(400);
-    expect((await app.request('/v1/pipelines/nothing')).status).toBe(404);
-    expect((await app.request('/v1/pipelines/rides/versions/9')).status).toBe(404);
-    expect((await app.request('/v1/pipelines/rides/versions/0')).status).toBe(400);
+    expect((await app.request('/v1/pipelines/nothing', withKey())).status).toBe(404);
+    expect((await app.request('/v1/pipelines/rides/versions/9', withKey())).status).toBe(404);
+    expect((await app.request('/v1/pipelines/rides/versions/0', withKey())).status).toBe(400);
   });
 
   it('probe: a version beyond a Postgres integer is a 400 naming version, not a 500', async () => {
-    const read = await app.request('/v1/pipelines/rides/versions/3000000000');
+    const read = await app.request('/v1/pipelines/rides/versions/3000000000', withKey());
     expect(read.status).toBe(400);
     expect(((await read.json()) as ErrorBody).error.message).toContain('path.version');
     const start = await send('POST', '/v1/pipelines/rides/runs', { version: 3_000_000_000 });
     expect(start.status).toBe(400);
     expect(((await start.json()) as ErrorBody).error.message).toContain('body.version');
-    expect((await app.request('/v1/pipelines/rides/versions/2147483647')).status).toBe(404);
+    expect((await app.request('/v1/pipelines/rides/versions/2147483647', withKey())).status).toBe(404);
   });
 });
 
@@ -235,9 +250,9 @@ describe('runs: requests refused before Temporal is asked', () => {
   });
 
   it('validates the run filters, the Idempotency-Key and the bodies', async () => {
-    expect((await app.request('/v1/runs?status=exploded')).status).toBe(400);
-    expect((await app.request('/v1/runs?limit=0')).status).toBe(400);
-    expect((await app.request('/v1/runs?pipeline=rides&limit=5')).status).toBe(200);
+    expect((await app.request('/v1/runs?status=exploded', withKey())).status).toBe(400);
+    expect((await app.request('/v1/runs?limit=0', withKey())).status).toBe(400);
+    expect((await app.request('/v1/runs?pipeline=rides&limit=5', withKey())).status).toBe(200);
 
     const longKey = await send('POST', '/v1/pipelines/rides/runs', {}, { 'idempotency-key': 'k'.repeat(201) });
     expect(longKey.status).toBe(400);

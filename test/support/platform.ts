@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,6 +9,9 @@ import { createActivities, createTrainingActivities, type ActivityDeps } from '.
 import type { ServiceEndpoints } from '../../core/config.js';
 import { createLogger } from '../../core/logger.js';
 import type { S3ArtifactStore } from '../../storage/artifact-store.js';
+import { inject } from 'vitest';
+import { createDataAccessPolicy } from '../../data/access-policy.js';
+import { openConnectionStore, type ConnectionStore } from '../../storage/connection-store.js';
 import { openStorage, type PlatformStorage } from '../../storage/open-storage.js';
 import { createPlatformWorker } from '../../workers/create-worker.js';
 import { installTemporalRuntime } from '../../workers/runtime.js';
@@ -15,6 +19,15 @@ import { installTemporalRuntime } from '../../workers/runtime.js';
 export const testLogger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent', name: 'test' });
 
 /** Real clients and stores on a stack, plus a unique task queue per test file so workers never steal tasks. */
+/**
+ * What tests' sources may read: their temporary folders, and the public datasets the tests train on (the
+ * vega-datasets package: flights, penguins, cars).
+ */
+export const TEST_DATA_ROOTS = [
+  os.tmpdir(),
+  fileURLToPath(new URL('../../node_modules/vega-datasets/data', import.meta.url)),
+];
+
 export interface TestPlatform {
   readonly endpoints: ServiceEndpoints;
   readonly storage: PlatformStorage;
@@ -23,6 +36,8 @@ export interface TestPlatform {
   readonly nativeConnection: NativeConnection;
   readonly taskQueue: string;
   readonly trainingTaskQueue: string;
+  /** Named data connections (with the built-in read-only `platform` one of the test stack). */
+  readonly connections: ConnectionStore;
   /** What the activities are built with, for running one activity directly (MockActivityEnvironment). */
   readonly activityDeps: ActivityDeps;
   /** A worker on the main queue with the real activities, optionally wrapped (to inject a crash, say). */
@@ -44,6 +59,12 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
   const suffix = randomUUID().slice(0, 8);
   const taskQueue = `test-main-${suffix}`;
   const trainingTaskQueue = `test-training-${suffix}`;
+  const connections = openConnectionStore({
+    db: storage.database.db,
+    dataDir: inject('stackDataDir'),
+    databaseUrl: endpoints.databaseUrl,
+    connectionsKey: undefined,
+  });
   const deps: ActivityDeps = {
     artifacts: storage.artifacts,
     metadata: storage.metadata,
@@ -53,6 +74,8 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
     registry: storage.registry,
     deployments: storage.deployments,
     pgPool: storage.database.pool,
+    // Tests keep their files in temporary folders and their objects in buckets of their own.
+    dataAccess: { policy: createDataAccessPolicy({ roots: TEST_DATA_ROOTS, buckets: ['*'] }), connections },
     scratchDir: fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-scratch-')),
     logger: testLogger,
   };
@@ -64,6 +87,7 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
     nativeConnection,
     taskQueue,
     trainingTaskQueue,
+    connections,
     activityDeps: deps,
     mainWorker: (wrap) => {
       const activities = createActivities(deps);

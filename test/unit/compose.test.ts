@@ -1,13 +1,15 @@
 /**
- * (About 620 lines: one normalized compose file, read once, checked service by service against the code.)
+ * (About 730 lines: one normalized compose file, read once, checked service by service against the code.)
  *
  * Keeps docker-compose.yml (and the Dockerfile it builds) valid and in step with the code. There is no Docker engine
  * on our machines, so this checks what can be checked without one: `docker-compose config` (Debian's docker-compose
  * 1.29.2 validates the file against the compose schema and prints it normalized: anchors merged, variables
- * substituted), then the normalized services against core/config.ts and core/constants.ts.
+ * substituted), then the normalized services against core/config.ts and core/constants.ts, and that its secrets
+ * come from `.env` (made from `.env.example`) with no default.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -17,6 +19,23 @@ import { isErrnoException } from '../../core/errors.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const composeFile = path.join(repoRoot, 'docker-compose.yml');
+const envExampleFile = path.join(repoRoot, '.env.example');
+
+/** The secrets docker-compose.yml requires (`${VAR:?...}`), as test values: the stack has no default for them. */
+const SECRETS = {
+  POSTGRES_PASSWORD: 'test-pg-password',
+  MINIO_ROOT_PASSWORD: 'test-minio-password',
+  CONNECTIONS_KEY: Buffer.alloc(32, 7).toString('base64'),
+};
+
+/** A scratch folder for env files: compose reads `--env-file`, never a developer's `.env` in the checkout. */
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'compose-test-'));
+function envFile(name: string, text: string): string {
+  const file = path.join(scratch, name);
+  writeFileSync(file, text);
+  return file;
+}
+const EMPTY_ENV_FILE = envFile('empty.env', '');
 
 const APP_SERVICES = ['migrate', 'api', 'worker', 'training-worker'] as const;
 const LONG_RUNNING_APP_SERVICES = ['api', 'worker', 'training-worker'] as const;
@@ -40,16 +59,21 @@ interface CommandResult {
 }
 
 /**
- * Runs `docker-compose -f docker-compose.yml <args>` in a minimal environment (plus `vars`), so the developer's shell
- * cannot change what the defaults resolve to.
+ * Runs `docker-compose -f docker-compose.yml <args>` in a minimal environment (plus `vars`) with `envFile` (default:
+ * an empty one) in place of the checkout's `.env`, so neither the developer's shell nor their `.env` can change
+ * what the defaults resolve to.
  */
-function compose(args: readonly string[], vars: Record<string, string> = {}): Promise<CommandResult> {
+function compose(
+  args: readonly string[],
+  vars: Record<string, string> = {},
+  envFilePath = EMPTY_ENV_FILE,
+): Promise<CommandResult> {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8', ...vars };
   if (process.env.HOME) env.HOME = process.env.HOME;
   return new Promise((resolve, reject) => {
     execFile(
       'docker-compose',
-      ['-f', composeFile, ...args],
+      ['--env-file', envFilePath, '-f', composeFile, ...args],
       { cwd: repoRoot, env, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 },
       (error, stdout, stderr) => {
         if (error && isErrnoException(error) && error.code === 'ENOENT') {
@@ -332,9 +356,9 @@ describe('the YAML reader used by this test', () => {
 });
 
 describe('docker-compose.yml', { timeout: 120_000 }, () => {
-  /** `docker-compose config` with the defaults. */
+  /** `docker-compose config` with the defaults and the required secrets. */
   let config: YamlMap;
-  /** `docker-compose config` with every credential and shared setting overridden. */
+  /** `docker-compose config` with every credential and shared setting set. */
   let overridden: YamlMap;
   let listedServices: string[];
 
@@ -354,9 +378,9 @@ describe('docker-compose.yml', { timeout: 120_000 }, () => {
   beforeAll(async () => {
     try {
       const [printed, printedOverridden, listed] = await Promise.all([
-        compose(['config']),
-        compose(['config'], overrides),
-        compose(['config', '--services']),
+        compose(['config'], SECRETS),
+        compose(['config'], { ...SECRETS, ...overrides }),
+        compose(['config', '--services'], SECRETS),
       ]);
       for (const result of [printed, printedOverridden, listed]) {
         if (result.code !== 0) throw new Error(`docker-compose config failed (${result.code}):\n${result.stderr}`);
@@ -374,10 +398,85 @@ describe('docker-compose.yml', { timeout: 120_000 }, () => {
     if (setupError) throw setupError;
   });
 
-  it('is valid for docker-compose (`config -q` exits 0) and needs no variable set', async () => {
-    const result = await compose(['config', '-q']);
+  it('is valid for docker-compose (`config -q` exits 0) with only the secrets set', async () => {
+    const result = await compose(['config', '-q'], SECRETS);
     expect(result.stderr).not.toMatch(/variable is not set/i);
     expect(result.code, result.stderr).toBe(0);
+  });
+
+  it('refuses to start without each secret, or with it empty, and says where to set it', async () => {
+    // docker-compose 1.29 stops at the first missing value: one run per secret, and one with an empty value.
+    const refusals = await Promise.all([
+      ...Object.keys(SECRETS).map(async (name) => {
+        const without: Record<string, string> = { ...SECRETS };
+        delete without[name];
+        return { name, result: await compose(['config', '-q'], without) };
+      }),
+      compose(['config', '-q'], { ...SECRETS, POSTGRES_PASSWORD: '' }).then((result) => ({
+        name: 'POSTGRES_PASSWORD',
+        result,
+      })),
+    ]);
+    for (const { name, result } of refusals) {
+      expect(result.code, name).not.toBe(0);
+      expect(result.stderr, name).toContain(`set ${name} in .env (see .env.example)`);
+    }
+  });
+
+  it('has no default for any password, secret or key: each is required with `${VAR:?...}`', () => {
+    const source = readFileSync(composeFile, 'utf8')
+      .split('\n')
+      .filter((line) => !line.trimStart().startsWith('#'))
+      .join('\n');
+    const substitutions = [...source.matchAll(/\$\{([A-Z0-9_]+)([^}]*)\}/g)].map(([, name, rest]) => ({
+      name: name ?? '',
+      rest: rest ?? '',
+    }));
+    const secret = /PASSWORD|SECRET|_KEY$|TOKEN/;
+    const secretSubstitutions = substitutions.filter((s) => secret.test(s.name));
+    expect(new Set(secretSubstitutions.map((s) => s.name))).toEqual(new Set(Object.keys(SECRETS)));
+    for (const { name, rest } of secretSubstitutions) expect(rest, name).toMatch(/^:\?/);
+    // Nor a well-known default written out in a value.
+    expect(source).not.toMatch(/minioadmin/);
+    // The app's secret settings all come from those variables (core/config.ts has defaults of its own for some).
+    for (const name of APP_SERVICES) {
+      const app = loadConfig(environment(config, name), repoRoot);
+      expect(app.s3.secretKey, name).toBe(SECRETS.MINIO_ROOT_PASSWORD);
+      expect(decodeURIComponent(new URL(app.database.url ?? '').password), name).toBe(SECRETS.POSTGRES_PASSWORD);
+      expect(app.dataAccess.connectionsKey, name).toBe(SECRETS.CONNECTIONS_KEY);
+    }
+  });
+
+  it('takes its secrets from a .env made from .env.example, which stays out of git and the image', async () => {
+    const example = readFileSync(envExampleFile, 'utf8');
+    const assigned = new Map(
+      example
+        .split('\n')
+        .map((line) => /^([A-Z0-9_]+)=(.*)$/.exec(line))
+        .filter((match) => match !== null)
+        .map((match) => [match[1] ?? '', match[2] ?? '']),
+    );
+    // Every required secret is there, empty: the example holds no secret, and used as is it starts nothing.
+    for (const name of Object.keys(SECRETS)) expect(assigned.get(name), name).toBe('');
+    expect([...assigned.keys()].sort()).toEqual(Object.keys(SECRETS).sort());
+    expect(example).toContain('openssl rand -hex 24');
+    expect((await compose(['config', '-q'], {}, envExampleFile)).code).not.toBe(0);
+    // Filled in as it says, it is all compose needs.
+    const filled = example.replace(
+      /^([A-Z0-9_]+)=$/gm,
+      (_line, name: string) => `${name}=${SECRETS[name as keyof typeof SECRETS]}`,
+    );
+    const result = await compose(['config', '-q'], {}, envFile('filled.env', filled));
+    expect(result.code, result.stderr).toBe(0);
+    const gitignore = readFileSync(path.join(repoRoot, '.gitignore'), 'utf8').split('\n');
+    expect(gitignore).toContain('.env');
+    expect(gitignore).toContain('!.env.example');
+    expect(readFileSync(path.join(repoRoot, '.dockerignore'), 'utf8').split('\n')).toContain('.env');
+    // README's docker-compose section tells users to make it.
+    const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## docker-compose'));
+    expect(section).toContain('cp .env.example .env');
+    for (const name of Object.keys(SECRETS)) expect(section, name).toContain(name);
   });
 
   it('defines every service of the stack', () => {
@@ -450,7 +549,16 @@ describe('docker-compose.yml', { timeout: 120_000 }, () => {
 
   it('uses one set of credentials and names everywhere, taken from the environment', () => {
     for (const [cfg, expected] of [
-      [config, { user: 'mlops', password: 'mlops', s3User: 'minioadmin', s3Password: 'minioadmin', ns: 'default' }],
+      [
+        config,
+        {
+          user: 'mlops',
+          password: SECRETS.POSTGRES_PASSWORD,
+          s3User: 'mlops',
+          s3Password: SECRETS.MINIO_ROOT_PASSWORD,
+          ns: 'default',
+        },
+      ],
       [
         overridden,
         {

@@ -46,14 +46,39 @@ describe('loadConfig', () => {
         port: 9000,
         consolePort: 9001,
       },
-      api: { host: '127.0.0.1', port: 3000, bodyLimitBytes: 1_048_576 },
-      serving: { maxInstances: 1_000, maxBatchRows: 256, maxWaitMs: 0, inferenceThreads: true },
+      api: {
+        host: '127.0.0.1',
+        port: 3000,
+        bodyLimitBytes: 1_048_576,
+        auth: 'keys',
+        allowedHosts: ['localhost', '127.0.0.1', '[::1]'],
+        rateLimitPerSecond: 1_000,
+      },
+      serving: {
+        maxInstances: 1_000,
+        maxBatchRows: 256,
+        maxWaitMs: 0,
+        inferenceThreads: true,
+        maxInferenceThreads: 4,
+        sessionThreads: 1,
+      },
       predictionLog: { sampleRate: 1, queueSize: 100_000, batchSize: 1_000, flushMs: 200, maxBusyShare: 0.25 },
+      dataAccess: {
+        roots: [path.join(cwd, '.data', 'sources')],
+        buckets: ['mlops-artifacts/landing/'],
+        maxFiles: 10_000,
+        maxDepth: 16,
+        connectionsKey: undefined,
+        connectTimeoutMs: 10_000,
+        statementTimeoutMs: 300_000,
+        probeTimeoutMs: 10_000,
+      },
       worker: {
         maxConcurrentActivities: 8,
         maxConcurrentWorkflowTasks: 16,
         trainingMaxConcurrentActivities: 1,
         shutdownGraceSeconds: 30,
+        rolloutReconcileEverySeconds: 60,
       },
       serviceStartTimeoutSeconds: 60,
     };
@@ -145,6 +170,12 @@ describe('loadConfig', () => {
     ['SERVING_MAX_BATCH_ROWS', 'many'],
     ['SERVING_MAX_WAIT_MS', '-1'],
     ['SERVING_INFERENCE_THREADS', 'sometimes'],
+    ['SERVING_MAX_INFERENCE_THREADS', '0'],
+    ['SERVING_MAX_INFERENCE_THREADS', '65'],
+    ['SERVING_MAX_INFERENCE_THREADS', '2.5'],
+    ['SERVING_SESSION_THREADS', '0'],
+    ['SERVING_SESSION_THREADS', '1000'],
+    ['ROLLOUT_RECONCILE_EVERY_SECONDS', '1'],
   ])('rejects %s=%j with a ConfigError naming the variable', (variable, value) => {
     const error = configError({ [variable]: value });
     expect(error.name).toBe('ConfigError');
@@ -153,6 +184,14 @@ describe('loadConfig', () => {
     // A value can break more than one rule ("not a url" is no URL and no postgres:// URL): all about this variable.
     expect(new Set(error.issues.map((i) => i.variable))).toEqual(new Set([variable]));
     for (const issue of error.issues) expect(issue.problem).not.toBe('');
+  });
+
+  it('bounds the inference threads, saying the range in the error', () => {
+    expect(loadConfig({ SERVING_MAX_INFERENCE_THREADS: '8', SERVING_SESSION_THREADS: '2' }, cwd).serving).toMatchObject(
+      { maxInferenceThreads: 8, sessionThreads: 2 },
+    );
+    expect(configError({ SERVING_MAX_INFERENCE_THREADS: '1000' }).message).toMatch(/from 1 to 64/);
+    expect(configError({ SERVING_SESSION_THREADS: '64' }).message).toMatch(/from 1 to 16/);
   });
 
   it('says what a malformed value should look like', () => {

@@ -23,4 +23,23 @@ describe('createLogger', () => {
     expect(lines[1]).toMatchObject({ config: { database: { url: '[redacted]', port: 5432 } } });
     expect(lines[3]).toMatchObject({ requestId: 'r1', status: 200, secretKey: '[redacted]', service: 'test' });
   });
+
+  it('censors API keys, Authorization headers, pg options and connection passwords', () => {
+    const { lines, logger } = capture();
+    const token = 'mlk_AbCdEfGh_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG';
+    logger.info({ token, name: 'admin' }, 'key');
+    logger.info({ authorization: `Bearer ${token}` }, 'header');
+    logger.info({ headers: { authorization: `Bearer ${token}`, host: 'api' } }, 'headers');
+    logger.info({ req: { method: 'GET', headers: { authorization: `Bearer ${token}` } } }, 'request');
+    logger.info({ connectionString: 'postgres://u:pg-secret@db/x', max: 2 }, 'pool');
+    logger.info({ secret: { source: 'encrypted', value: 'conn-secret' } }, 'connection');
+    logger.info({ connectionsKey: 'sealing-key', config: { dataAccess: { connectionsKey: 'sealing-key' } } }, 'keys');
+    const text = JSON.stringify(lines);
+    for (const secret of [token, 'pg-secret', 'conn-secret', 'sealing-key']) expect(text).not.toContain(secret);
+    expect(lines[0]).toMatchObject({ token: '[redacted]', name: 'admin' });
+    expect(lines[2]).toMatchObject({ headers: { authorization: '[redacted]', host: 'api' } });
+    expect(lines[3]).toMatchObject({ req: { method: 'GET', headers: { authorization: '[redacted]' } } });
+    expect(lines[4]).toMatchObject({ connectionString: '[redacted]', max: 2 });
+    expect(lines[5]).toMatchObject({ secret: { source: 'encrypted', value: '[redacted]' } });
+  });
 });

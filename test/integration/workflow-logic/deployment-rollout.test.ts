@@ -1,14 +1,20 @@
 /**
  * The branches of `deploymentRollout` with mocked activities: promote on a passing comparison, roll back on a failing
- * one, on too little traffic, early on a failing periodic check, when promotion itself fails and when cancelled; and
- * the refusal of a strategy it does not run. Canaries last one second or less.
+ * one, on too little traffic, early on a failing periodic check, when promotion itself fails and when cancelled; the
+ * refusal of a strategy it does not run; a refused start that ends no canary it did not start; continuing as new with
+ * its state; and one pass of the rollout reconciler. Canaries last a few seconds or less.
  */
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { CanaryComparison } from '../../../activities/index.js';
 import { FailureType } from '../../../core/constants.js';
-import { deploymentRollout, rolloutStateQuery, type DeploymentRolloutInput } from '../../../workflows/index.js';
+import {
+  deploymentRollout,
+  reconcileDeploymentRollouts,
+  rolloutStateQuery,
+  type DeploymentRolloutInput,
+} from '../../../workflows/index.js';
 import { canaryComparison, startCanaryResult, trafficState } from '../../support/activity-results.js';
 import {
   createWorkflowTestEnv,
@@ -81,6 +87,7 @@ describe.concurrent('deploymentRollout', { timeout: WORKFLOW_TEST_TIMEOUT_MS }, 
           versionId: CHALLENGER,
           trafficPercent: 10,
           stickyKey: 'user',
+          rollout: workflowId,
           actor: 'alice',
           reason: `canary rollout ${workflowId}: 10% of the traffic for 0.5s`,
         },
@@ -97,6 +104,7 @@ describe.concurrent('deploymentRollout', { timeout: WORKFLOW_TEST_TIMEOUT_MS }, 
         {
           deploymentName: DEPLOYMENT,
           versionId: CHALLENGER,
+          rollout: workflowId,
           actor: `workflow:${workflowId}`,
           reason: `canary passed, promoted by rollout ${workflowId}: all within limits`,
         },
@@ -114,7 +122,13 @@ describe.concurrent('deploymentRollout', { timeout: WORKFLOW_TEST_TIMEOUT_MS }, 
       expect(mocked.names()).toEqual(['startCanary', 'compareCanary', 'rollbackCanary']);
       const reason = `canary failed, rolled back by rollout ${workflowId}: error rate +5%`;
       expect(mocked.inputsOf('rollbackCanary')).toEqual([
-        { deploymentName: DEPLOYMENT, versionId: CHALLENGER, actor: `workflow:${workflowId}`, reason },
+        {
+          deploymentName: DEPLOYMENT,
+          versionId: CHALLENGER,
+          rollout: workflowId,
+          actor: `workflow:${workflowId}`,
+          reason,
+        },
       ]);
       expect(result).toMatchObject({ outcome: 'rolled_back', phase: 'rolled_back', reason });
       expect(result.steps.map((s) => s.step)).toEqual(['canary_started', 'compared', 'rolled_back']);
@@ -193,6 +207,80 @@ describe.concurrent('deploymentRollout', { timeout: WORKFLOW_TEST_TIMEOUT_MS }, 
       expect(mocked.inputsOf('rollbackCanary')[0]!.reason).toMatch(/^rolled back because the rollout was cancelled/);
       const state = await handle.query(rolloutStateQuery);
       expect(state).toMatchObject({ phase: 'cancelled', outcome: 'rolled_back' });
+    });
+  });
+
+  it('continues as new after its checks per run, carrying its state, and is judged at the original time', async () => {
+    await t.withActivities(rolloutActivities([canaryComparison('pass', 'fine')]), async (mocked) => {
+      const workflowId = mocked.workflowId('rollout-can');
+      const started = Date.now();
+      const handle = await start(
+        mocked,
+        input({ allowUnblessed: true, durationSeconds: 5, checkEverySeconds: 0.2, checksPerRun: 1 }),
+        workflowId,
+      );
+      const result = await handle.result();
+
+      // One canary started and one promotion, however many runs the rollout took.
+      expect(mocked.names().filter((n) => n !== 'compareCanary')).toEqual(['startCanary', 'promoteCanary']);
+      expect(mocked.inputsOf('startCanary')[0]).toMatchObject({ rollout: workflowId, allowUnblessed: true });
+      expect(mocked.inputsOf('promoteCanary')[0]).toMatchObject({ rollout: workflowId, allowUnblessed: true });
+      expect(result).toMatchObject({ outcome: 'promoted', championVersionId: CHAMPION });
+      expect(result.continuedAsNew).toBeGreaterThanOrEqual(2);
+      // Judged once the original duration was up, not a duration after the last run started.
+      const elapsed = Date.now() - started;
+      expect(elapsed).toBeGreaterThanOrEqual(5_000);
+      expect(elapsed).toBeLessThan(15_000);
+      // The state kept the start and the latest checks only.
+      expect(result.steps[0]!.step).toBe('canary_started');
+      expect(result.steps.filter((s) => s.step === 'checked').length).toBeLessThanOrEqual(20);
+      expect(result.steps.slice(-2).map((s) => s.step)).toEqual(['compared', 'promoted']);
+
+      // The first run ended by continuing as new; the last one completed.
+      const first = await t.client.workflow.getHandle(workflowId, handle.firstExecutionRunId).describe();
+      expect(first.status.name).toBe('CONTINUED_AS_NEW');
+      expect((await t.client.workflow.getHandle(workflowId).describe()).status.name).toBe('COMPLETED');
+    });
+  });
+
+  it('fails without ending a canary it did not start when its start is refused', async () => {
+    const held = ApplicationFailure.create({
+      type: FailureType.InvalidInput,
+      message: `deployment ${DEPLOYMENT} is held by rollout rollout-other; it must end before another canary starts`,
+      nonRetryable: true,
+    });
+    const activities = rolloutActivities([canaryComparison('pass')], { startCanary: () => Promise.reject(held) });
+    await t.withActivities(activities, async (mocked) => {
+      const workflowId = mocked.workflowId('rollout-refused');
+      const handle = await start(mocked, input(), workflowId);
+      const failure = await workflowFailure(handle.result());
+
+      expect(failure).toMatchObject({ cause: { type: FailureType.InvalidInput } });
+      expect(mocked.names()).toEqual(['startCanary', 'rollbackCanary']);
+      // Only while it holds the deployment itself (it does not: the store then changes nothing).
+      expect(mocked.inputsOf('rollbackCanary')[0]).toMatchObject({ rollout: workflowId, heldOnly: true });
+      expect((await handle.query(rolloutStateQuery)).phase).toBe('failed');
+    });
+  });
+
+  it('runs one reconciler pass through its activity', async () => {
+    const reconciled = [
+      {
+        deployment: DEPLOYMENT,
+        workflowId: 'rollout-gone',
+        workflowStatus: 'terminated',
+        action: 'rolled_back' as const,
+        reason: 'rolled back by the rollout reconciler: rollout workflow rollout-gone is terminated',
+      },
+    ];
+    await t.withActivities({ reconcileRollouts: async () => reconciled }, async (mocked) => {
+      const result = await t.client.workflow.execute(reconcileDeploymentRollouts, {
+        taskQueue: mocked.taskQueue,
+        workflowId: mocked.workflowId('reconcile'),
+        args: [{ deploymentName: DEPLOYMENT, graceSeconds: 0 }],
+      });
+      expect(result).toEqual(reconciled);
+      expect(mocked.inputsOf('reconcileRollouts')).toEqual([{ deploymentName: DEPLOYMENT, graceSeconds: 0 }]);
     });
   });
 

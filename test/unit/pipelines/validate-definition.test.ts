@@ -1,7 +1,8 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDataAccessPolicy, SourceNotAllowedError } from '../../../data/access-policy.js';
 import { DataEngine, sqlString } from '../../../data/engine.js';
 import type { PipelineDefinitionInput } from '../../../pipelines/definition.js';
 import { validateDefinition, type DefinitionIssue } from '../../../pipelines/validate-definition.js';
@@ -9,6 +10,11 @@ import type { ObjectInfo, ObjectSource } from '../../../storage/object-source.js
 
 let root: string;
 let csv: string;
+
+/** Local sources under the test's folder, objects of any bucket. */
+function policy() {
+  return createDataAccessPolicy({ roots: [root], buckets: ['*'] });
+}
 let parquetDir: string;
 
 beforeAll(async () => {
@@ -57,13 +63,13 @@ function definition(overrides: Partial<PipelineDefinitionInput> = {}): PipelineD
 }
 
 async function issuesOf(input: unknown): Promise<readonly DefinitionIssue[]> {
-  const result = await validateDefinition(input, { scratchDir: root });
+  const result = await validateDefinition(input, { scratchDir: root, policy: policy() });
   return result.ok ? [] : result.issues;
 }
 
 describe('validateDefinition', () => {
   it('accepts a valid definition and returns it with defaults filled in', async () => {
-    const result = await validateDefinition(definition(), { scratchDir: root });
+    const result = await validateDefinition(definition(), { scratchDir: root, policy: policy() });
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(result.definition.trainer.checkpointEvery).toBe(10);
@@ -239,6 +245,7 @@ describe('validateDefinition', () => {
     const ok = await validateDefinition(definition({ source: { uri: 's3://landing/flights/' } }), {
       objects,
       scratchDir: root,
+      policy: policy(),
     });
     expect(ok.ok).toBe(true);
     expect(downloads).toEqual(['flights/a.csv']);
@@ -246,7 +253,107 @@ describe('validateDefinition', () => {
     const empty = await validateDefinition(definition({ source: { uri: 's3://landing/nothing/' } }), {
       objects: { ...objects, list: () => Promise.resolve([]) },
       scratchDir: root,
+      policy: policy(),
     });
     expect(empty.ok ? [] : empty.issues.map((i) => i.path)).toEqual(['source.uri']);
+  });
+});
+
+describe('the data access policy on the probe', () => {
+  async function refusal(uri: string, buckets: string[] = ['*'], objects?: ObjectSource) {
+    const error = await validateDefinition(definition({ source: { uri } }), {
+      scratchDir: root,
+      policy: createDataAccessPolicy({ roots: [root], buckets }),
+      ...(objects ? { objects } : {}),
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SourceNotAllowedError);
+    return error as SourceNotAllowedError;
+  }
+
+  it('probe of /etc/passwd is refused with 403, quoting nothing of the file', async () => {
+    const error = await refusal('/etc/passwd');
+    expect(error.httpStatus).toBe(403);
+    expect(error.code).toBe('source_not_allowed');
+    expect(error.message).toContain('DATA_ROOTS=');
+    expect(error.message).not.toContain('root:x');
+  });
+
+  it('probe of a file:// URL outside the roots is refused', async () => {
+    expect((await refusal('file:///etc/passwd')).message).toContain('file:///etc/passwd');
+    expect((await refusal(`file://${root}/../../etc/passwd`)).httpStatus).toBe(403);
+  });
+
+  it('probe through a symbolic link or .. out of a root is refused', async () => {
+    await symlink('/etc', path.join(root, 'etc-link'));
+    await refusal(path.join(root, 'etc-link', 'passwd'));
+    await refusal(path.join(root, 'etc-link', '*'));
+    await refusal(path.join(root, '..', '..', 'etc', 'passwd'));
+    // A link to a file inside the root is fine.
+    await symlink(csv, path.join(root, 'current.csv'));
+    const linked = await validateDefinition(definition({ source: { uri: path.join(root, 'current.csv') } }), {
+      scratchDir: root,
+      policy: policy(),
+    });
+    expect(linked.ok).toBe(true);
+  });
+
+  it('probe of a glob from the root directory is refused', async () => {
+    const result = await validateDefinition(definition({ source: { uri: '/*/passwd' } }), {
+      scratchDir: root,
+      policy: createDataAccessPolicy({ roots: ['/'], buckets: [] }),
+    });
+    expect(result.ok ? [] : result.issues[0]?.message).toContain('never at the root');
+  });
+
+  it('probe of a bucket outside the policy is refused before listing', async () => {
+    let listed = 0;
+    const objects: ObjectSource = {
+      list: async () => {
+        listed += 1;
+        return [];
+      },
+      stat: async () => undefined,
+      download: () => Promise.reject(new Error('not expected')),
+    };
+    expect((await refusal('s3://secrets/keys.csv', ['landing'], objects)).message).toContain('DATA_BUCKETS=landing');
+    await refusal('s3://landing/../secrets/', ['landing/flights/'], objects);
+    await refusal('s3://landing/*/x.csv', ['landing/flights/'], objects);
+    expect(listed).toBe(0);
+  });
+
+  it('probe of an S3 CSV reads only the head of the object, and of Parquet only its footer', async () => {
+    const reads: { key: string; offset: number; length: number }[] = [];
+    const bigCsv = await readFile(csv);
+    const parquet = await readFile(path.join(parquetDir, 'part-0.parquet'));
+    const bodies: Record<string, Buffer> = { 'flights/a.csv': bigCsv, 'flights/p.parquet': parquet };
+    const info = (key: string): ObjectInfo => ({
+      bucket: 'landing',
+      key,
+      size: bodies[key]!.length,
+      etag: key,
+      lastModified: new Date(0),
+    });
+    const objects: ObjectSource = {
+      list: async (_bucket, prefix) =>
+        Object.keys(bodies)
+          .filter((k) => k.startsWith(prefix))
+          .map(info),
+      stat: async (_bucket, key) => (bodies[key] ? info(key) : undefined),
+      download: () => Promise.reject(new Error('a probe must not download the whole object')),
+      readRange: async (object, offset, length) => {
+        reads.push({ key: object.key, offset, length });
+        return bodies[object.key]!.subarray(offset, offset + length);
+      },
+    };
+    const deps = { scratchDir: root, policy: policy(), objects };
+    expect((await validateDefinition(definition({ source: { uri: 's3://landing/flights/a.csv' } }), deps)).ok).toBe(
+      true,
+    );
+    expect(reads).toEqual([{ key: 'flights/a.csv', offset: 0, length: 1_048_576 }]);
+    reads.length = 0;
+    const result = await validateDefinition(definition({ source: { uri: 's3://landing/flights/p.parquet' } }), deps);
+    expect(result.ok).toBe(true);
+    expect(reads.map((r) => r.offset)).toEqual([parquet.length - 8, expect.any(Number)]);
+    expect(reads.reduce((sum, r) => sum + r.length, 0)).toBeLessThan(parquet.length);
   });
 });

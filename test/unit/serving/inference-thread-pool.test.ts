@@ -4,6 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { exportOnnx } from '../../../models/onnx/index.js';
+import { inferenceBounds } from '../../../serving/index.js';
 import { InferenceThreadPool } from '../../../serving/inference-thread-pool.js';
 import { buildFeeds } from '../../../serving/loaded-model.js';
 import { compileSignature } from '../../../serving/signature.js';
@@ -42,6 +43,41 @@ function model(seed: number) {
 }
 
 describe('InferenceThreadPool', () => {
+  it('never starts more than maxThreads: versions beyond share the least busy thread', async () => {
+    const pool = new InferenceThreadPool({ spares: 1, maxThreads: 2 });
+    pools.push(pool);
+    const models = [1, 2, 3, 4, 5].map(model);
+    const sessions: Awaited<ReturnType<InferenceThreadPool['createSession']>>[] = [];
+    for (const m of models) sessions.push(await pool.createSession(m.bytes, OPTIONS));
+    expect(pool.size).toBe(2);
+    // Every version still scores, side by side.
+    const outputs = await Promise.all(models.map((m, i) => m.run(sessions[i]!)));
+    expect(outputs).toHaveLength(5);
+
+    // A failed load on a shared thread leaves the other versions there serving.
+    await expect(pool.createSession(new Uint8Array([1, 2, 3]), OPTIONS)).rejects.toThrow();
+    expect(pool.size).toBeLessThanOrEqual(2);
+    await Promise.all(models.map((m, i) => m.run(sessions[i]!)));
+
+    for (const session of sessions) await session.release();
+    // All released: one thread kept as the spare.
+    expect([pool.size, pool.idle]).toEqual([1, 1]);
+    expect(() => new InferenceThreadPool({ maxThreads: 0 })).toThrow(RangeError);
+  });
+
+  it('bounds the thread count and intra-op threads by the CPU count, whatever is configured', () => {
+    expect(inferenceBounds({}, 16)).toEqual({ maxThreads: 4, sessionThreads: 1 });
+    expect(inferenceBounds({ maxInferenceThreads: 64, sessionThreads: 16 }, 8)).toEqual({
+      maxThreads: 8,
+      sessionThreads: 8,
+    });
+    expect(inferenceBounds({ maxInferenceThreads: 3 }, 2)).toEqual({ maxThreads: 2, sessionThreads: 1 });
+    expect(inferenceBounds({ maxInferenceThreads: 0, sessionThreads: -1 }, 4)).toEqual({
+      maxThreads: 1,
+      sessionThreads: 1,
+    });
+  });
+
   it('reuses the thread of a released version for the next one, with one spare ready', async () => {
     const pool = new InferenceThreadPool({ spares: 1 });
     pools.push(pool);

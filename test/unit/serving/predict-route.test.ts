@@ -15,6 +15,7 @@ import { ModelPool } from '../../../serving/model-pool.js';
 import { ArtifactIntegrityError, sha256Hex } from '../../../storage/content-hash.js';
 import { ArtifactNotFoundError } from '../../../storage/artifact-store.js';
 import { makeTransform, randomLinear, runRows } from '../models/onnx-fixtures.js';
+import { fixedKeys } from '../../support/auth.js';
 import { FakeRegistry, silentLogger } from './fixtures.js';
 
 const transform = makeTransform('binary');
@@ -82,6 +83,7 @@ beforeAll(async () => {
   app = createApp({
     logger: silentLogger,
     readiness: [],
+    auth: { kind: 'open' },
     version: 'test',
     bodyLimitBytes: 16 * 1024,
     serving: { pool, metrics, maxInstances: 50 },
@@ -289,5 +291,70 @@ describe('readClasses', () => {
     let seed = 1;
     const noise = Uint8Array.from({ length: 4096 }, () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % 256);
     expect(() => readMetadataProp(noise, 'x')).not.toThrow();
+  });
+});
+
+describe('a version named in the request', () => {
+  it('probe: is not scored when it is not blessed, unless a deploy key asks with allowUnblessed', async () => {
+    const refused = new Set<string>();
+    const keys = fixedKeys({ client: ['predict'], deployer: ['predict', 'deploy'] });
+    const guarded = createApp({
+      logger: silentLogger,
+      readiness: [],
+      auth: keys.auth,
+      version: 'test',
+      bodyLimitBytes: 16 * 1024,
+      serving: {
+        pool,
+        metrics,
+        maxInstances: 50,
+        servingRefusal: (versionId) => Promise.resolve(refused.has(versionId) ? 'is rejected, not blessed' : undefined),
+      },
+    });
+    const send = (who: string, body: unknown) =>
+      guarded.request('/v1/models/flights/predict', {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json', ...keys.as(who) },
+      });
+    const first = await send('client', { instance: row, version: 2 });
+    expect(first.status).toBe(200);
+    const { model } = (await first.json()) as PredictBody;
+    refused.add(model.versionId);
+    // The first answer's fitness is cached for a few seconds: a second app sees the refusal at once.
+    const fresh = createApp({
+      logger: silentLogger,
+      readiness: [],
+      auth: keys.auth,
+      version: 'test',
+      bodyLimitBytes: 16 * 1024,
+      serving: {
+        pool,
+        metrics,
+        maxInstances: 50,
+        servingRefusal: (id) => Promise.resolve(refused.has(id) ? 'is rejected, not blessed' : undefined),
+      },
+    });
+    const ask = (who: string, body: unknown) =>
+      fresh.request('/v1/models/flights/predict', {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json', ...keys.as(who) },
+      });
+    for (const body of [
+      { instance: row, version: 2 },
+      { instance: row, alias: 'staging' },
+    ]) {
+      const no = await ask('client', body);
+      expect(no.status).toBe(409);
+      const error = ((await no.json()) as PredictBody).error;
+      expect(error.code).toBe('version_not_servable');
+      expect(error.message).toContain('version 2 is rejected, not blessed');
+      // allowUnblessed needs the deploy scope too.
+      expect((await ask('client', { ...body, allowUnblessed: true })).status).toBe(409);
+      expect((await ask('deployer', { ...body, allowUnblessed: true })).status).toBe(200);
+    }
+    // What the deployment serves is not a version named in the request: it answers as before.
+    expect((await ask('client', { instance: row })).status).toBe(200);
   });
 });

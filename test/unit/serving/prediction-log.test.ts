@@ -12,7 +12,6 @@ import {
   type PredictionLogWriterOptions,
 } from '../../../serving/prediction-log.js';
 import {
-  requestSample,
   shadowLogRecord,
   type PredictionLogRecord,
   type PredictionLogRow,
@@ -253,20 +252,38 @@ describe('PredictionLogWriter', () => {
     expect(none.stats).toMatchObject({ depth: 0, sampledOut: 100 });
   });
 
-  it('samples by request id by default: the same id always gets the same decision, ids spread evenly', () => {
+  it('samples by a server-side draw: a caller can neither force nor avoid logging by the request id it sends', () => {
     const w = writer({ write: () => Promise.resolve(), sampleRate: 0.25, queueSize: 1_000_000, flushMs: 60_000 });
     const n = 40_000;
-    let queued = 0;
-    for (let i = 0; i < n; i++) if (w.enqueue(record(1, { requestId: `req-${i}` }))) queued++;
+    // One caller-chosen id for every request (under a hash of the id, all or none would be logged), then fresh ids.
+    let sameId = 0;
+    for (let i = 0; i < n; i++) if (w.enqueue(record(1, { requestId: 'chosen-by-the-caller' }))) sameId++;
+    let freshIds = 0;
+    for (let i = 0; i < n; i++) if (w.enqueue(record(1))) freshIds++;
     // Binomial(40 000, 0.25): sd ≈ 87; five sd either side.
-    expect(Math.abs(queued - n / 4)).toBeLessThan(435);
-    const decisions = Array.from({ length: 100 }, (_, i) => requestSample(`id-${i}`) < 0.25);
-    expect(Array.from({ length: 100 }, (_, i) => requestSample(`id-${i}`) < 0.25)).toEqual(decisions);
-    for (let i = 0; i < 1_000; i++) {
-      const draw = requestSample(crypto.randomUUID());
-      expect(draw).toBeGreaterThanOrEqual(0);
-      expect(draw).toBeLessThan(1);
-    }
+    expect(Math.abs(sameId - n / 4)).toBeLessThan(435);
+    expect(Math.abs(freshIds - n / 4)).toBeLessThan(435);
+  });
+
+  it("logs a shadow's copy exactly when the answer it is compared with was logged", () => {
+    const draws = [0.1, 0.9, 0.1, 0.9];
+    const sample = vi.fn(() => draws.shift() ?? 0.5);
+    const w = writer({ write: () => Promise.resolve(), sampleRate: 0.5, sample, flushMs: 60_000 });
+    const logged = record(1);
+    const skipped = record(1);
+    expect(w.enqueue(logged)).toBe(true);
+    expect(w.enqueue(skipped)).toBe(false);
+    // The shadows' copies follow the answers' decisions, not new draws.
+    expect(w.enqueue({ ...skipped, role: 'shadow' })).toBe(false);
+    expect(w.enqueue({ ...logged, role: 'shadow' })).toBe(true);
+    expect(sample).toHaveBeenCalledTimes(2);
+    // The same id answered again gets a draw of its own, which its shadow then follows.
+    expect(w.enqueue({ ...logged })).toBe(true);
+    expect(w.enqueue({ ...logged })).toBe(false);
+    expect(w.enqueue({ ...logged, role: 'shadow' })).toBe(false);
+    // A shadow whose answer is no longer remembered draws.
+    expect(w.enqueue(record(1, { role: 'shadow' }))).toBe(false);
+    expect(sample).toHaveBeenCalledTimes(5);
   });
 
   it('logs a shadow result as rows of role shadow, with its own answers, error and latency', () => {
