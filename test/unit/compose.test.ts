@@ -485,6 +485,18 @@ describe('docker-compose.yml', { timeout: 120_000 }, () => {
     expect(Object.keys(services(config)).sort()).toEqual([...listedServices].sort());
   });
 
+  it('publishes only the API beyond loopback: the UI, Temporal, PostgreSQL and MinIO have no platform keys', () => {
+    for (const [name, definition] of Object.entries(services(config))) {
+      const ports = asMap(definition, name).ports;
+      if (ports === undefined) continue;
+      for (const port of asList(ports, `${name}.ports`)) {
+        if (name === 'api') continue;
+        const hostIp = isMap(port) ? port.host_ip : asString(port, `${name}.ports`).split(':').at(-3);
+        expect(hostIp, `${name} publishes ${JSON.stringify(port)}`).toBe('127.0.0.1');
+      }
+    }
+  });
+
   it('pins every image it pulls', () => {
     const images = Object.fromEntries(
       Object.entries(services(config)).map(([name, s]) => [name, asString(asMap(s, name).image, `${name}.image`)]),
