@@ -93,7 +93,7 @@ function describeBuckets(policy: DataAccessPolicy): string {
  * The real path of `target`, whether or not it exists: the deepest existing ancestor is resolved (symbolic links,
  * `..`) and the rest appended.
  */
-export async function realPathOf(target: string): Promise<string> {
+async function realPathOf(target: string): Promise<string> {
   const absolute = path.resolve(target);
   const rest: string[] = [];
   let current = absolute;
@@ -151,14 +151,4 @@ function hasDotSegment(key: string): boolean {
 export function isObjectAllowed(policy: DataAccessPolicy, bucket: string, key: string): boolean {
   if (hasDotSegment(key)) return false;
   return policy.buckets.some((g) => (g.bucket === '*' || g.bucket === bucket) && key.startsWith(g.prefix));
-}
-
-/** The policy of a process's configuration (`DATA_ROOTS`, `DATA_BUCKETS`, `DATA_MAX_FILES`, `DATA_MAX_DEPTH`). */
-export function policyFromConfig(dataAccess: {
-  readonly roots: readonly string[];
-  readonly buckets: readonly string[];
-  readonly maxFiles: number;
-  readonly maxDepth: number;
-}): DataAccessPolicy {
-  return createDataAccessPolicy(dataAccess);
 }

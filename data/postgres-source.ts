@@ -266,7 +266,9 @@ export async function exportPostgresQuery(options: PostgresExportOptions): Promi
         cause: error,
       });
     }
-    if (!sqlState && !(error as { severity?: unknown }).severity && isErrnoException(error)) throw error;
+    // A socket error on the platform's own pool is an outage of the platform (503); on a user's connection it is
+    // that source failing (an unknown host, a refused port), which the caller must see as the source's problem.
+    if (!own && !sqlState && !(error as { severity?: unknown }).severity && isErrnoException(error)) throw error;
     throw new ExtractError('query_failed', spec.display, `Postgres: ${failure.message}`, {
       cause: error,
       retryable: isTransientPgError(sqlState),

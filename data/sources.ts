@@ -4,22 +4,15 @@ import { fileURLToPath } from 'node:url';
 import { isErrnoException } from '../core/errors.js';
 import { sha256OfFile } from '../storage/content-hash.js';
 import { ObjectNotFoundError, objectUri, type ObjectInfo, type ObjectSource } from '../storage/object-source.js';
-import {
-  authorizeLocalPath,
-  authorizeObjects,
-  DEFAULT_MAX_SOURCE_DEPTH,
-  DEFAULT_MAX_SOURCE_FILES,
-  isObjectAllowed,
-  type DataAccessPolicy,
-} from './access-policy.js';
+import { authorizeLocalPath, authorizeObjects, isObjectAllowed, type DataAccessPolicy } from './access-policy.js';
 import { ExtractError } from './extract-errors.js';
 
 /**
  * Where the extract stage reads from: local files, S3 objects, or a Postgres query. Each source is resolved into a
  * list of inputs with a content identity, before any data is read in full, so the snapshot's fingerprint is known
- * early. Resolution is bounded (a cap on the files or objects visited and on the depth of a walk) and, given a
- * {@link DataAccessPolicy}, refused before anything is listed when the source lies outside it. A Postgres query is
- * exported by postgres-source.ts; the errors are extract-errors.ts's.
+ * early. Resolution is bounded (a cap on the files or objects visited and on the depth of a walk) and refused,
+ * before anything is listed, when the source lies outside the {@link DataAccessPolicy} every caller gives. A Postgres
+ * query is exported by postgres-source.ts; the errors are extract-errors.ts's.
  */
 
 /** The file formats DuckDB reads here. */
@@ -252,12 +245,6 @@ function keepDataFiles<T>(items: readonly T[], nameOf: (item: T) => string, requ
 }
 
 /** The caps a resolution runs under: the policy's, or the defaults. */
-function capsOf(policy: DataAccessPolicy | undefined): { maxFiles: number; maxDepth: number } {
-  return {
-    maxFiles: policy?.maxFiles ?? DEFAULT_MAX_SOURCE_FILES,
-    maxDepth: policy?.maxDepth ?? DEFAULT_MAX_SOURCE_DEPTH,
-  };
-}
 
 /**
  * Expands a local path, folder or glob into the paths of its data files, sorted, and their format; reads no file.
@@ -272,11 +259,10 @@ function capsOf(policy: DataAccessPolicy | undefined): { maxFiles: number; maxDe
 export async function listLocalFiles(
   spec: Extract<SourceSpec, { kind: 'file' }>,
   requested: DataFormat | undefined,
-  policy?: DataAccessPolicy,
+  policy: DataAccessPolicy,
 ): Promise<{ paths: string[]; format: DataFormat }> {
-  const caps = capsOf(policy);
-  const authorize = async (p: string, shown: string) =>
-    policy ? authorizeLocalPath(policy, p, shown) : path.resolve(p);
+  const caps = policy;
+  const authorize = (p: string, shown: string) => authorizeLocalPath(policy, p, shown);
   let paths: string[];
   if (hasGlob(spec.pattern)) {
     const cut = literalPrefix(spec.pattern);
@@ -302,7 +288,7 @@ export async function listLocalFiles(
     throw new ExtractError('source_not_found', spec.display, 'no file matches (or the folder holds no data files)');
   }
   // A symbolic link in a root may point anywhere: what it reaches must lie in a root too.
-  if (policy) await Promise.all(paths.map((p) => authorizeLocalPath(policy, p, `${spec.display} (${p})`)));
+  await Promise.all(paths.map((p) => authorizeLocalPath(policy, p, `${spec.display} (${p})`)));
   paths.sort();
   return { paths, format: resolveFormat(spec.display, paths, requested) };
 }
@@ -315,7 +301,7 @@ export async function listLocalFiles(
 export async function resolveLocalFiles(
   spec: Extract<SourceSpec, { kind: 'file' }>,
   requested: DataFormat | undefined,
-  policy?: DataAccessPolicy,
+  policy: DataAccessPolicy,
 ): Promise<{ files: ResolvedInput[]; format: DataFormat }> {
   const { paths, format } = await listLocalFiles(spec, requested, policy);
   const files = await Promise.all(
@@ -395,11 +381,11 @@ export async function resolveObjects(
   spec: Extract<SourceSpec, { kind: 's3' }>,
   objects: ObjectSource,
   requested: DataFormat | undefined,
-  policy?: DataAccessPolicy,
+  policy: DataAccessPolicy,
 ): Promise<{ objects: ObjectInfo[]; format: DataFormat }> {
-  const { maxFiles } = capsOf(policy);
+  const { maxFiles } = policy;
   const list = async (prefix: string) => {
-    if (policy) authorizeObjects(policy, spec.bucket, prefix, spec.display);
+    authorizeObjects(policy, spec.bucket, prefix, spec.display);
     const listed = await objects.list(spec.bucket, prefix, { maxKeys: maxFiles + 1 });
     if (listed.length > maxFiles) throw tooBroad(spec.display, `it holds more than ${maxFiles} objects`);
     return policy ? listed.filter((o) => isObjectAllowed(policy, o.bucket, o.key)) : listed;

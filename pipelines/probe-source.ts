@@ -121,11 +121,11 @@ export async function probeSource(
 }
 
 /** The most of an object's head a CSV or JSON-lines probe reads: enough rows for DuckDB to sniff the columns. */
-export const PROBE_HEAD_BYTES = 1_048_576;
+const PROBE_HEAD_BYTES = 1_048_576;
 /** The largest Parquet footer a probe reads. */
 const PROBE_MAX_FOOTER_BYTES = 64 * 1_048_576;
 /** The largest object a probe downloads whole (a compressed file, whose head alone cannot be decompressed). */
-export const PROBE_MAX_DOWNLOAD_BYTES = 256 * 1_048_576;
+const PROBE_MAX_DOWNLOAD_BYTES = 256 * 1_048_576;
 
 /**
  * A local file DuckDB can probe the object's columns from, reading only what that needs: the head of a CSV or JSON

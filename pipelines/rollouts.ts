@@ -23,7 +23,7 @@ export interface RolloutRunnerDeps {
 }
 
 /** The workflow id of a rollout: one per deployment and rollout id. */
-export function rolloutWorkflowId(deploymentName: string, rolloutId: string): string {
+function rolloutWorkflowId(deploymentName: string, rolloutId: string): string {
   return `rollout-${deploymentName}-${rolloutId}`;
 }
 

@@ -9,7 +9,7 @@ const locations: Record<string, RequestLocation> = { json: 'body', form: 'body',
  * The 400 of a validated request part that holds text PostgreSQL cannot store (a NUL, an unpaired surrogate), or
  * undefined when it holds none: refused here, with the field named, rather than as a 500 from the write.
  */
-export function unstorableTextError(data: unknown, target: string): ValidationError | undefined {
+function unstorableTextError(data: unknown, target: string): ValidationError | undefined {
   const found = findUnstorableText(data);
   if (!found) return undefined;
   const location = locations[target] ?? (target as RequestLocation);

@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.js';
 import { PLATFORM_VERSION } from '../core/version.js';
 import { createServing } from '../serving/index.js';
 import { PREDICTION_LOG_CLOSE_TIMEOUT_MS } from '../serving/prediction-log.js';
-import { policyFromConfig } from '../data/access-policy.js';
+import { createDataAccessPolicy } from '../data/access-policy.js';
 import { openConnectionStore } from '../storage/connection-store.js';
 import { servingRefusal } from '../storage/deployment-guards.js';
 import { openStorage } from '../storage/open-storage.js';
@@ -86,7 +86,7 @@ export async function startApi(options: {
     bodyLimitBytes: config.api.bodyLimitBytes,
     stores: storage,
     sources: {
-      policy: policyFromConfig(config.dataAccess),
+      policy: createDataAccessPolicy(config.dataAccess),
       objects: storage.objects,
       connections,
       queryTimeoutMs: config.dataAccess.probeTimeoutMs,

@@ -10,7 +10,7 @@
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** Whether `text` holds a character PostgreSQL cannot store. */
-export function isUnstorable(text: string): boolean {
+function isUnstorable(text: string): boolean {
   return UNSTORABLE.test(text);
 }
 

@@ -160,7 +160,7 @@ export function createServing(deps: {
 }
 
 /** Default of {@link ServingOptions.maxInferenceThreads}. */
-export const DEFAULT_MAX_INFERENCE_THREADS = 4;
+const DEFAULT_MAX_INFERENCE_THREADS = 4;
 
 /**
  * The inference thread bounds serving uses: the configured values (or defaults), each at least 1 and at most the

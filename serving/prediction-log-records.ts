@@ -1,6 +1,6 @@
 /**
  * What the prediction log holds: a request as the predict route (or a shadow) hands it over, and the rows of
- * `prediction_logs` it becomes, one per instance; and the sampling draw that decides which requests are logged.
+ * `prediction_logs` it becomes, one per instance.
  * Pure: no queue, no connection (the writer is prediction-log.ts, the Postgres sink prediction-log-postgres.ts).
  */
 import type { DeploymentRole } from '../schema/deployments.js';

@@ -85,6 +85,8 @@ export interface PredictRequest {
   readonly single: boolean;
   readonly version?: number;
   readonly alias?: string;
+  /** Score a version named by `version` or `alias` although it may not serve (needs the deploy scope). */
+  readonly allowUnblessed?: boolean;
 }
 
 /** Why a request was refused: the HTTP status, a stable code and one entry per problem (the first names the field). */
@@ -156,6 +158,11 @@ export function parsePredictBody(body: unknown, maxInstances: number): PredictRe
     throw invalid('instances', 'missing: give instances (an array of objects) or instance (one object)');
   }
 
+  const allow = b.allowUnblessed;
+  if (allow !== undefined && allow !== null && typeof allow !== 'boolean') {
+    throw invalid('allowUnblessed', `expected a boolean, got ${describeType(allow)}`);
+  }
+  const flags = allow === true ? { allowUnblessed: true } : {};
   const version = b.version;
   const alias = b.alias;
   if (version !== undefined && version !== null) {
@@ -163,15 +170,15 @@ export function parsePredictBody(body: unknown, maxInstances: number): PredictRe
       throw invalid('version', 'expected a positive integer version number');
     }
     if (alias !== undefined && alias !== null) throw invalid('alias', 'give version or alias, not both');
-    return { instances, single, version };
+    return { instances, single, version, ...flags };
   }
   if (alias !== undefined && alias !== null) {
     if (typeof alias !== 'string' || !ALIAS.test(alias)) {
       throw invalid('alias', 'expected an alias: a letter, then letters, digits and ._- (at most 64)');
     }
-    return { instances, single, alias };
+    return { instances, single, alias, ...flags };
   }
-  return { instances, single };
+  return { instances, single, ...flags };
 }
 
 /**

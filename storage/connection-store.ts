@@ -5,7 +5,7 @@
  * extract stage and the definition probe call at the moment they connect.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { asc, eq, sql } from 'drizzle-orm';
 import { DomainError, type DomainErrorOptions } from '../core/errors.js';
@@ -157,7 +157,12 @@ export function splitConnectionUrl(url: string): { url: string; password: string
     throw new ConnectionInvalidError('url: expected a postgres:// or postgresql:// URL');
   }
   if (!parsed.hostname) throw new ConnectionInvalidError('url: the URL has no host');
-  const password = parsed.password ? decodeURIComponent(parsed.password) : undefined;
+  let password: string | undefined;
+  try {
+    password = parsed.password ? decodeURIComponent(parsed.password) : undefined;
+  } catch {
+    throw new ConnectionInvalidError('url: the password is not valid percent-encoding (write % as %25)');
+  }
   parsed.password = '';
   return { url: parsed.toString(), password };
 }
@@ -259,7 +264,7 @@ export class ConnectionStore {
    */
   async connectionString(name: string): Promise<string> {
     const builtin = this.#builtins.get(name);
-    if (builtin) return withPassword(builtin.url, await readSecretFile(builtin.passwordFile, name));
+    if (builtin) return withPassword(builtin.url, await readSecretFile(builtin.passwordFile, name, undefined));
     const row = await this.row(name);
     if (!row.secretSource || row.secret === null) return row.url;
     switch (row.secretSource) {
@@ -275,7 +280,7 @@ export class ConnectionStore {
         return withPassword(row.url, value);
       }
       case 'file':
-        return withPassword(row.url, await readSecretFile(row.secret, name));
+        return withPassword(row.url, await readSecretFile(row.secret, name, this.protectedDirs));
     }
   }
 
@@ -320,12 +325,7 @@ export class ConnectionStore {
       stored = { secretSource: 'env', secret: secret.variable };
     } else {
       if (!secret.path.startsWith('/')) throw new ConnectionInvalidError('secret.path: expected an absolute path');
-      const file = path.resolve(secret.path);
-      if (this.protectedDirs.some((dir) => file === dir || file.startsWith(`${dir}${path.sep}`))) {
-        throw new ConnectionInvalidError(
-          'secret.path: the platform data directory holds the platform’s own secrets; keep connection passwords elsewhere',
-        );
-      }
+      await checkSecretFile(secret.path, this.protectedDirs);
       stored = { secretSource: 'file', secret: secret.path };
     }
     return { url, description: input.description ?? null, ...stored };
@@ -342,8 +342,46 @@ function withPassword(url: string, password: string): string {
   return parsed.toString();
 }
 
-async function readSecretFile(file: string, name: string): Promise<string> {
+/** A password file is small; a larger one is not a password (or is a device that never ends). */
+const MAX_SECRET_FILE_BYTES = 4096;
+
+/** System folders whose files hold the process's own environment and state, never a connection's password. */
+const SYSTEM_DIRS = ['/proc', '/sys', '/dev'];
+
+/**
+ * Refuses a password file that could hand the platform's own secrets to a connection's server: one under the data
+ * directory (its keys), or a system file (`/proc/self/environ` holds every variable). Resolved through symbolic
+ * links, so a link cannot lead there.
+ */
+async function checkSecretFile(file: string, protectedDirs: readonly string[]): Promise<void> {
+  let real: string;
   try {
+    real = await realpath(file);
+  } catch {
+    // Not there yet (written by a deployment tool later): the check runs again when it is read.
+    real = path.resolve(file);
+  }
+  const inside = (dir: string) => real === dir || real.startsWith(`${dir}${path.sep}`);
+  if ([...SYSTEM_DIRS, ...protectedDirs].some(inside)) {
+    throw new ConnectionInvalidError(
+      'secret.path: a password file may not be a system file or lie in the platform data directory, which holds ' +
+        "the platform's own secrets",
+    );
+  }
+}
+
+/** `protectedDirs` undefined: the platform's own file (a built-in connection's), read as it is. */
+async function readSecretFile(
+  file: string,
+  name: string,
+  protectedDirs: readonly string[] | undefined,
+): Promise<string> {
+  if (protectedDirs) await checkSecretFile(file, protectedDirs);
+  try {
+    const info = await stat(file);
+    if (!info.isFile() || info.size > MAX_SECRET_FILE_BYTES) {
+      throw new Error(`not a regular file of at most ${MAX_SECRET_FILE_BYTES} bytes`);
+    }
     return (await readFile(file, 'utf8')).trim();
   } catch (error) {
     throw new ConnectionSecretUnavailableError(`the password file of connection "${name}" cannot be read`, {

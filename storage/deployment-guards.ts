@@ -25,7 +25,7 @@ export interface ServingOverride {
 
 /** Why a version is not fit to serve, or undefined when it is. */
 export async function unfitToServe(
-  tx: Transaction,
+  tx: Transaction | Database,
   version: ModelVersion,
   override: ServingOverride = {},
 ): Promise<string | undefined> {
@@ -68,7 +68,7 @@ export async function checkServable(
 }
 
 /** The deployment config key holding the {@link RolloutReservation}. */
-export const ROLLOUT_CONFIG = 'rollout';
+const ROLLOUT_CONFIG = 'rollout';
 
 /**
  * The one rollout that may run a canary on a deployment, written in the deployment's config under the deployment
@@ -125,13 +125,6 @@ export function ownsCanary(config: DeploymentConfig, owner: RolloutOwner): boole
  * left to the caller's lookup.
  */
 export async function servingRefusal(db: Database, versionId: string): Promise<string | undefined> {
-  const [row] = await db
-    .select({ version: modelVersions, outcome: pipelineRuns.outcome, workflowId: pipelineRuns.workflowId })
-    .from(modelVersions)
-    .leftJoin(pipelineRuns, eq(pipelineRuns.id, modelVersions.sourceRunId))
-    .where(eq(modelVersions.id, versionId));
-  if (!row) return undefined;
-  if (row.version.status !== 'blessed') return `is ${row.version.status}, not blessed`;
-  if (row.outcome === 'rejected') return `was rejected at approval (run ${row.workflowId})`;
-  return undefined;
+  const [version] = await db.select().from(modelVersions).where(eq(modelVersions.id, versionId));
+  return version && unfitToServe(db, version);
 }

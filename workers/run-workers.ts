@@ -5,7 +5,7 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createActivities, createTrainingActivities } from '../activities/index.js';
 import type { AppConfig, ServiceEndpoints } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { policyFromConfig } from '../data/access-policy.js';
+import { createDataAccessPolicy } from '../data/access-policy.js';
 import { openConnectionStore } from '../storage/connection-store.js';
 import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
 import { retryWithBackoff } from '../stack/wait-until.js';
@@ -57,7 +57,7 @@ export async function startWorkers(options: {
         deployments: storage.deployments,
         pgPool: storage.database.pool,
         dataAccess: {
-          policy: policyFromConfig(config.dataAccess),
+          policy: createDataAccessPolicy(config.dataAccess),
           connections: openConnectionStore({
             db: storage.database.db,
             dataDir: config.dataDir,

@@ -38,7 +38,7 @@ export interface StartWorkerChildOptions {
  * The environment of the worker child: the parent's, with the resolved endpoints as external services (the child
  * connects; it never starts a service) and JSON logs on stdout for the parent to route.
  */
-export function workerChildEnv(endpoints: ServiceEndpoints, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+function workerChildEnv(endpoints: ServiceEndpoints, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return {
     ...base,
     LOG_FORMAT: 'json',

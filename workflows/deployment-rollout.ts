@@ -61,10 +61,10 @@ export interface RolloutResume {
 }
 
 /** Checks in one run before the rollout continues as new (sooner when Temporal suggests it). */
-export const CHECKS_PER_RUN = 500;
+const CHECKS_PER_RUN = 500;
 
 /** Periodic checks kept in the state (older ones are counted in `checksDropped`), so it stays small. */
-export const KEPT_CHECKS = 20;
+const KEPT_CHECKS = 20;
 
 export type RolloutPhase =
   'starting' | 'canary' | 'promoting' | 'rolling_back' | 'promoted' | 'rolled_back' | 'failed' | 'cancelled';

@@ -9,7 +9,7 @@ import type { LoadedModel } from '../../serving/loaded-model.js';
 import { UNRESOLVED, type ModelMetrics, type ServingMetrics } from '../../serving/metrics.js';
 import type { ModelPool } from '../../serving/model-pool.js';
 import type { PredictionLogWriter } from '../../serving/prediction-log.js';
-import { parsePredictBody, validateInstances } from '../../serving/signature.js';
+import { parsePredictBody, validateInstances, type PredictRequest } from '../../serving/signature.js';
 import { hasScope, requireScope, scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ConflictError, DomainError, ValidationError } from '../errors.js';
@@ -97,7 +97,7 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
   const unresolved = deps.metrics.forModel(UNRESOLVED, UNRESOLVED);
   const refusals = new Map<string, { reason: string | undefined; until: number }>();
   /** Refuses a version named explicitly that may not serve, unless a `deploy` key asks for it by name. */
-  const checkExplicit = async (c: Context<AppEnv>, model: LoadedModel, body: unknown): Promise<void> => {
+  const checkExplicit = async (c: Context<AppEnv>, model: LoadedModel, request: PredictRequest): Promise<void> => {
     if (!deps.servingRefusal) return;
     const now = performance.now();
     let cached = refusals.get(model.summary.versionId);
@@ -107,7 +107,7 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
       refusals.set(model.summary.versionId, cached);
     }
     if (cached.reason === undefined) return;
-    const allowed = (body as { allowUnblessed?: unknown }).allowUnblessed === true;
+    const allowed = request.allowUnblessed === true;
     const principal = c.get('principal');
     if (allowed && principal && hasScope(principal, 'deploy')) return;
     throw new ConflictError(
@@ -158,15 +158,14 @@ export function predict(deps: PredictDeps): OpenAPIHono<AppEnv> {
           details: [{ location: 'path', path: 'name', problem: 'letters, digits and ._- only, at most 128' }],
         });
       }
-      const raw = await readJson(c);
-      const request = parsePredictBody(raw, maxInstances);
+      const request = parsePredictBody(await readJson(c), maxInstances);
       const acquired = deps.pool.acquireTarget(name, request);
       const target = acquired instanceof Promise ? await acquired : acquired;
       const model: LoadedModel = target.model;
       metrics = model.metrics;
       try {
         // What a deployment serves was checked when it was deployed; a version named in the request is checked here.
-        if (request.version !== undefined || request.alias !== undefined) await checkExplicit(c, model, raw);
+        if (request.version !== undefined || request.alias !== undefined) await checkExplicit(c, model, request);
         validateInstances(model.signature, request);
         const slice = await model.score(request.instances, clientGone(c));
         const requestId = c.get('requestId');

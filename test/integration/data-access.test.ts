@@ -188,12 +188,40 @@ describe('connections', () => {
     });
     expect(inside.status).toBe(400);
     expect(inside.text).toContain('secret.path');
+    // The process's own environment, directly or through a symbolic link: refused too.
+    const link = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'secret-link-')), 'pw');
+    fs.symlinkSync('/proc/self/environ', link);
+    for (const file of ['/proc/self/environ', link]) {
+      const system = await send('POST', '/v1/connections', {
+        name: `file-system-${Date.now()}`,
+        url,
+        secret: { source: 'file', path: file },
+      });
+      expect(system.status, file).toBe(400);
+      expect(system.text, file).toContain('secret.path');
+    }
+    const badEscape = await send('POST', '/v1/connections', { name: 'bad-escape', url: 'postgres://u:a%zz@h/db' });
+    expect(badEscape.status).toBe(400);
+    expect(badEscape.text).toContain('percent-encoding');
     const allowed = await send('POST', '/v1/connections', {
       name: `env-ok-${Date.now()}`,
       url,
       secret: { source: 'env', variable: 'MLOPS_CONNECTION_WAREHOUSE' },
     });
     expect(allowed.status).toBe(201);
+  });
+
+  it("a connection to a host that does not resolve is the source's 4xx when a definition is checked, not a 500", async () => {
+    const nowhere = `nowhere-${suffix}`;
+    expect(
+      (await send('POST', '/v1/connections', { name: nowhere, url: 'postgres://reader@nowhere.invalid:5432/db' }))
+        .status,
+    ).toBe(201);
+    const source = { kind: 'postgres', connection: nowhere, query: 'SELECT 1 AS x' };
+    const saved = await send('POST', '/v1/pipelines', definition(`nowhere-${suffix}`, source));
+    expect(saved.status).toBeGreaterThanOrEqual(400);
+    expect(saved.status).toBeLessThan(500);
+    expect(saved.text).toContain('source');
   });
 
   it('a pipeline on a connection extracts, and the password is in no response or workflow history', async () => {

@@ -298,49 +298,32 @@ describe('a version named in the request', () => {
   it('probe: is not scored when it is not blessed, unless a deploy key asks with allowUnblessed', async () => {
     const refused = new Set<string>();
     const keys = fixedKeys({ client: ['predict'], deployer: ['predict', 'deploy'] });
-    const guarded = createApp({
-      logger: silentLogger,
-      readiness: [],
-      auth: keys.auth,
-      version: 'test',
-      bodyLimitBytes: 16 * 1024,
-      serving: {
-        pool,
-        metrics,
-        maxInstances: 50,
-        servingRefusal: (versionId) => Promise.resolve(refused.has(versionId) ? 'is rejected, not blessed' : undefined),
-      },
-    });
-    const send = (who: string, body: unknown) =>
+    // A new app per phase: each caches a version's fitness for a few seconds.
+    const appWith = () =>
+      createApp({
+        logger: silentLogger,
+        readiness: [],
+        auth: keys.auth,
+        version: 'test',
+        bodyLimitBytes: 16 * 1024,
+        serving: {
+          pool,
+          metrics,
+          maxInstances: 50,
+          servingRefusal: (id) => Promise.resolve(refused.has(id) ? 'is rejected, not blessed' : undefined),
+        },
+      });
+    const sender = (guarded: ReturnType<typeof appWith>) => (who: string, body: unknown) =>
       guarded.request('/v1/models/flights/predict', {
         method: 'POST',
         body: JSON.stringify(body),
         headers: { 'content-type': 'application/json', ...keys.as(who) },
       });
-    const first = await send('client', { instance: row, version: 2 });
+    const first = await sender(appWith())('client', { instance: row, version: 2 });
     expect(first.status).toBe(200);
     const { model } = (await first.json()) as PredictBody;
     refused.add(model.versionId);
-    // The first answer's fitness is cached for a few seconds: a second app sees the refusal at once.
-    const fresh = createApp({
-      logger: silentLogger,
-      readiness: [],
-      auth: keys.auth,
-      version: 'test',
-      bodyLimitBytes: 16 * 1024,
-      serving: {
-        pool,
-        metrics,
-        maxInstances: 50,
-        servingRefusal: (id) => Promise.resolve(refused.has(id) ? 'is rejected, not blessed' : undefined),
-      },
-    });
-    const ask = (who: string, body: unknown) =>
-      fresh.request('/v1/models/flights/predict', {
-        method: 'POST',
-        body: JSON.stringify(body),
-        headers: { 'content-type': 'application/json', ...keys.as(who) },
-      });
+    const ask = sender(appWith());
     for (const body of [
       { instance: row, version: 2 },
       { instance: row, alias: 'staging' },
@@ -354,6 +337,9 @@ describe('a version named in the request', () => {
       expect((await ask('client', { ...body, allowUnblessed: true })).status).toBe(409);
       expect((await ask('deployer', { ...body, allowUnblessed: true })).status).toBe(200);
     }
+    const badFlag = await ask('deployer', { instance: row, version: 2, allowUnblessed: 'yes' });
+    expect(badFlag.status).toBe(400);
+    expect(((await badFlag.json()) as PredictBody).error.message).toContain('allowUnblessed: expected a boolean');
     // What the deployment serves is not a version named in the request: it answers as before.
     expect((await ask('client', { instance: row })).status).toBe(200);
   });
