@@ -49,30 +49,57 @@ function isAlive(pid: number): boolean {
   }
 }
 
+interface StartedOnPorts {
+  root: string;
+  dataDir: string;
+  config: AppConfig;
+  stack: Stack;
+  ports: { temporal: number; temporalUi: number; postgres: number; minio: number; minioConsole: number };
+}
+
+/**
+ * Free ports are picked here and bound by the servers a moment later; another process (a concurrent test file's
+ * server, Temporal's own cluster ports) can take one in between, and Temporal then panics on "address already in use".
+ * That race is not what the fault tests test: start again, in a new folder, on other ports.
+ */
+async function startOnFreePorts(attempts = 3): Promise<StartedOnPorts> {
+  for (let attempt = 1; ; attempt++) {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-faults-'));
+    // The embedded PostgreSQL runs as `postgres` when we are root: it must be able to enter the folder.
+    fs.chmodSync(root, 0o755);
+    const dataDir = path.join(root, 'data');
+    const [temporal, temporalUi, postgres, minio, minioConsole] = (await findFreePorts(5)) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+      MLOPS_DATA_DIR: dataDir,
+      TEMPORAL_PORT: String(temporal),
+      TEMPORAL_UI_PORT: String(temporalUi),
+      POSTGRES_PORT: String(postgres),
+      MINIO_PORT: String(minio),
+      MINIO_CONSOLE_PORT: String(minioConsole),
+      ...(process.env.MLOPS_TOOLS_DIR ? { MLOPS_TOOLS_DIR: process.env.MLOPS_TOOLS_DIR } : {}),
+    });
+    try {
+      const stack = await startStack(config, { logger: testLogger, ports: 'configured' });
+      return { root, dataDir, config, stack, ports: { temporal, temporalUi, postgres, minio, minioConsole } };
+    } catch (error) {
+      fs.rmSync(root, { recursive: true, force: true });
+      if (attempt >= attempts || !/address already in use/.test(String((error as Error)?.message))) throw error;
+      testLogger.warn({ err: error, attempt }, 'a fault-stack port was taken while it started; trying other ports');
+    }
+  }
+}
+
 export async function startFaultStack(): Promise<FaultStack> {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-faults-'));
-  // The embedded PostgreSQL runs as `postgres` when we are root: it must be able to enter the folder.
-  fs.chmodSync(root, 0o755);
-  const dataDir = path.join(root, 'data');
-  const [temporal, temporalUi, postgres, minio, minioConsole] = (await findFreePorts(5)) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
-    MLOPS_DATA_DIR: dataDir,
-    TEMPORAL_PORT: String(temporal),
-    TEMPORAL_UI_PORT: String(temporalUi),
-    POSTGRES_PORT: String(postgres),
-    MINIO_PORT: String(minio),
-    MINIO_CONSOLE_PORT: String(minioConsole),
-    ...(process.env.MLOPS_TOOLS_DIR ? { MLOPS_TOOLS_DIR: process.env.MLOPS_TOOLS_DIR } : {}),
-  });
-  const stack: Stack = await startStack(config, { logger: testLogger, ports: 'configured' });
+  const { root, dataDir, config, stack, ports } = await startOnFreePorts();
+  const { temporal, temporalUi, postgres, minio, minioConsole } = ports;
   const layout = stackLayout(dataDir);
   const restarted = new Map<FaultService, ManagedProcess>();
   const timeoutMs = 60_000;
