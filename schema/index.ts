@@ -19,6 +19,7 @@ export type {
   PipelineRunStatus,
   PipelineStageStatus,
   RunFailure,
+  ResolvedSpans,
   Pipeline,
   NewPipeline,
   PipelineVersion,
@@ -119,7 +120,29 @@ export type {
   DatasetSchemaVersion,
   NewDatasetSchemaVersion,
 } from './datasets.js';
-export { predictionLogs } from './predictions.js';
-export type { PredictionLog, NewPredictionLog } from './predictions.js';
+export { predictionLogs, predictionLogExports } from './predictions.js';
+export type { PredictionLog, NewPredictionLog, PredictionLogExport, NewPredictionLogExport } from './predictions.js';
 export { API_SCOPES, CONNECTION_KINDS, SECRET_SOURCES, apiKeys, connections } from './access.js';
 export type { ApiScope, ConnectionKind, SecretSource, ApiKey, NewApiKey, Connection, NewConnection } from './access.js';
+export {
+  TRIGGER_KINDS,
+  TRIGGER_STATUSES,
+  MONITORING_ACTION_KINDS,
+  pipelineTriggers,
+  watchedObjects,
+  predictionFeedback,
+  monitoringWindows,
+  monitoringActions,
+  alertDeliveries,
+} from './monitoring.js';
+export type {
+  TriggerKind,
+  TriggerStatus,
+  MonitoringActionKind,
+  PipelineTrigger,
+  WatchedObject,
+  PredictionFeedback,
+  MonitoringWindow,
+  MonitoringAction,
+  AlertDelivery,
+} from './monitoring.js';

@@ -23,6 +23,15 @@ export interface RunFailure {
   stage?: string;
 }
 
+/** Concrete spans of a run's sliding window, ISO 8601 bounds, `from` inclusive and `to` exclusive. */
+export interface ResolvedSpans {
+  column: string;
+  train: { from: string; to: string };
+  eval?: { from: string; to: string };
+  /** What the window was measured back from: the newest event time in the source, or the trigger time. */
+  anchor: { kind: 'data' | 'trigger'; at: string };
+}
+
 export const pipelines = pgTable('pipelines', {
   id: uuid('id').primaryKey().defaultRandom(),
   name: text('name').notNull().unique(),
@@ -74,6 +83,11 @@ export const pipelineRuns = pgTable(
     failure: jsonb('failure').$type<RunFailure>(),
     /** What became of the candidate when the run succeeded: deployed, not_blessed, rejected, ... */
     outcome: text('outcome'),
+    /**
+     * The definition's sliding window resolved to concrete spans when the run started (train and eval `[from, to)`
+     * on the window's column); a resumed run reads them here, so it trains on the data its first attempt chose.
+     */
+    resolvedSpans: jsonb('resolved_spans').$type<ResolvedSpans>(),
     startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
     finishedAt: timestamp('finished_at', { withTimezone: true }),
   },
