@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     // Temporal's native core has crashed inside worker threads: run test files in child processes.
     pool: 'forks',
+    // Worker processes that tests start (and the processes they spawn) must not bind the fixed SDK metrics port.
+    env: { WORKER_METRICS_PORT: '0' },
     projects: [
       {
         extends: true,

@@ -1,3 +1,4 @@
+import type { Client } from '@temporalio/client';
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import type { DataAccessPolicy } from '../data/access-policy.js';
@@ -7,6 +8,7 @@ import type { DatasetStore } from '../storage/dataset-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { ObjectSource } from '../storage/object-source.js';
 import type { PipelineStore } from '../storage/pipeline-store.js';
+import type { PredictionLogWarehouse } from '../storage/prediction-log-warehouse.js';
 import type { DeploymentStore } from '../storage/deployment-store.js';
 import type { RegistryStore } from '../storage/registry-store.js';
 
@@ -37,7 +39,30 @@ export interface ActivityDeps {
     /** Bound on each statement of a source query, ms; default 300 000. */
     readonly statementTimeoutMs?: number;
   };
+  /**
+   * Temporal as a client, for activities that start or signal workflows (triggers start pipeline runs through the
+   * same path as the API) or manage schedules. Absent in processes that only run data stages.
+   */
+  readonly temporal?: TemporalAccess;
+  /**
+   * The serving-log warehouse (Parquet in S3) where expired prediction-log partitions are exported. Absent in
+   * processes that do not run the prediction-log maintenance.
+   */
+  readonly predictionLogWarehouse?: PredictionLogWarehouse;
   /** Worker-local scratch folder: per-activity work folders and the download cache live under it. */
   readonly scratchDir: string;
   readonly logger: Logger;
+}
+
+export interface TemporalAccess {
+  readonly client: Client;
+  /** The main task queue: pipeline workflows and their non-training stages. */
+  readonly taskQueue: string;
+  readonly trainingTaskQueue: string;
+}
+
+/** The Temporal client of an activity's deps; a worker built without one cannot run the activities that need it. */
+export function temporalOf(deps: ActivityDeps): TemporalAccess {
+  if (!deps.temporal) throw new Error('this worker was built without a Temporal client (ActivityDeps.temporal)');
+  return deps.temporal;
 }

@@ -4,6 +4,8 @@
  * writes by version, so retries change nothing; registration also returns its recorded result after completion.
  */
 import { PLATFORM_VERSION } from '../core/version.js';
+import { pipelineDefinitionSchema } from '../pipelines/definition.js';
+import { ensureMonitorSchedule } from '../pipelines/monitoring-schedule.js';
 import { ArtifactType, type JsonProperties, type ModelBlessing, type ModelSignature } from '../schema/index.js';
 import type { ArtifactRef } from '../storage/artifact-store.js';
 import { activityLogger } from './activity-logger.js';
@@ -125,6 +127,25 @@ export function createRegisterDeployActivities(deps: ActivityDeps) {
       // This run's own approval (or automatic policy) decides: an earlier run's rejection of the same bytes does not.
       const run = await deps.pipelines.getRunByWorkflowId(currentWorkflow().workflowId);
       const deployed = await deps.deployments.deploy({ ...input, ...(run ? { approvedInRun: run.id } : {}) });
+      // The run's definition asks for monitoring: the deployment's schedule exists once deployed, and follows the
+      // definition's interval and window unless it was set by hand through the API (then it is kept as set).
+      const definition = run ? await deps.pipelines.getVersionById(run.pipelineVersionId) : undefined;
+      const monitoring = definition ? pipelineDefinitionSchema.parse(definition.definition).monitoring : undefined;
+      if (monitoring && deps.temporal) {
+        await ensureMonitorSchedule(deps.temporal.client, {
+          deployment: input.deploymentName,
+          setBy: 'definition',
+          everySeconds: monitoring.everySeconds,
+          windowSeconds: monitoring.windowSeconds,
+          taskQueue: deps.temporal.taskQueue,
+          logger: activityLogger(deps.logger),
+        });
+      } else if (monitoring) {
+        activityLogger(deps.logger).warn(
+          { deployment: input.deploymentName },
+          'this worker has no Temporal client: the monitoring schedule was not created',
+        );
+      }
       return {
         deploymentName: input.deploymentName,
         versionId: input.versionId,

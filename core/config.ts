@@ -12,6 +12,7 @@ export const DEFAULT_POSTGRES_FALLBACK_DIR = '/var/lib/temporal-mlops';
 
 const port = z.coerce.number().int().min(1).max(65_535);
 const positiveInt = z.coerce.number().int().min(1);
+const METRICS_PORT_EXPECTED = 'expected a port from 1 to 65535, or 0 for no worker metrics';
 const fraction = z
   .string()
   .trim()
@@ -126,6 +127,20 @@ const environmentSchema = z.object({
   PREDICTION_LOG_BATCH_SIZE: positiveInt.default(1_000),
   PREDICTION_LOG_FLUSH_MS: positiveInt.default(200),
   PREDICTION_LOG_MAX_BUSY_SHARE: z.coerce.number().min(0.01).max(1).default(0.25),
+  /** Days of prediction logs kept in Postgres; older day partitions are exported to Parquet in S3, then dropped. */
+  PREDICTION_LOG_RETENTION_DAYS: z.coerce
+    .number()
+    .int('expected an integer from 1 to 3650')
+    .min(1, 'expected an integer from 1 to 3650')
+    .max(3650, 'expected an integer from 1 to 3650')
+    .default(30),
+  /** Days after today whose prediction log partitions the daily maintenance creates ahead. */
+  PREDICTION_LOG_PARTITIONS_AHEAD_DAYS: z.coerce
+    .number()
+    .int('expected an integer from 1 to 90')
+    .min(1, 'expected an integer from 1 to 90')
+    .max(90, 'expected an integer from 1 to 90')
+    .default(7),
 
   // The data access policy (data/access-policy.ts) and the bounds on reading a source.
   /** Folders local sources may lie in, comma-separated; default `<MLOPS_DATA_DIR>/sources`. */
@@ -146,6 +161,14 @@ const environmentSchema = z.object({
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt.default(16),
   TRAINING_WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt.default(1),
   WORKER_SHUTDOWN_GRACE_SECONDS: positiveInt.default(30),
+  /** Where each worker process serves the Temporal SDK's Prometheus metrics (`/metrics`); port 0 turns them off. */
+  WORKER_METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  WORKER_METRICS_PORT: z.coerce
+    .number({ error: METRICS_PORT_EXPECTED })
+    .int(METRICS_PORT_EXPECTED)
+    .min(0, METRICS_PORT_EXPECTED)
+    .max(65_535, METRICS_PORT_EXPECTED)
+    .default(9464),
   SERVICE_START_TIMEOUT_SECONDS: positiveInt.default(60),
 });
 
@@ -234,6 +257,10 @@ export interface AppConfig {
     readonly flushMs: number;
     /** Most of the time the writer spends writing, 0.01 to 1 (it rests between batches for the remainder). */
     readonly maxBusyShare: number;
+    /** Days kept in Postgres (storage/prediction-log-export.ts exports and drops older day partitions). */
+    readonly retentionDays: number;
+    /** Days after today whose partitions are created ahead (storage/prediction-log-partitions.ts). */
+    readonly partitionsAheadDays: number;
   };
   /** What pipeline sources may read, and the bounds on reading them (data/access-policy.ts). */
   readonly dataAccess: {
@@ -261,6 +288,11 @@ export interface AppConfig {
     readonly shutdownGraceSeconds: number;
     /** How often the main worker's schedule reconciles canaries with their rollout workflows, in seconds. */
     readonly rolloutReconcileEverySeconds: number;
+    /**
+     * `host:port` where each worker process serves the Temporal SDK's metrics in the Prometheus format (`/metrics`);
+     * undefined: not served (WORKER_METRICS_PORT=0).
+     */
+    readonly metricsBindAddress: string | undefined;
   };
   readonly serviceStartTimeoutSeconds: number;
 }
@@ -357,6 +389,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       batchSize: e.PREDICTION_LOG_BATCH_SIZE,
       flushMs: e.PREDICTION_LOG_FLUSH_MS,
       maxBusyShare: e.PREDICTION_LOG_MAX_BUSY_SHARE,
+      retentionDays: e.PREDICTION_LOG_RETENTION_DAYS,
+      partitionsAheadDays: e.PREDICTION_LOG_PARTITIONS_AHEAD_DAYS,
     },
     dataAccess: {
       roots:
@@ -377,9 +411,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       trainingMaxConcurrentActivities: e.TRAINING_WORKER_MAX_CONCURRENT_ACTIVITIES,
       shutdownGraceSeconds: e.WORKER_SHUTDOWN_GRACE_SECONDS,
       rolloutReconcileEverySeconds: e.ROLLOUT_RECONCILE_EVERY_SECONDS,
+      metricsBindAddress: bindAddressOf(e.WORKER_METRICS_HOST, e.WORKER_METRICS_PORT),
     },
     serviceStartTimeoutSeconds: e.SERVICE_START_TIMEOUT_SECONDS,
   };
+}
+
+/** `host:port` to bind (an IPv6 host in brackets); undefined for port 0, which turns the listener off. */
+export function bindAddressOf(host: string, port: number): string | undefined {
+  if (port === 0) return undefined;
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  return bare.includes(':') ? `[${bare}]:${port}` : `${bare}:${port}`;
 }
 
 /** The entries of a comma-separated setting, trimmed, empty ones left out. */

@@ -45,3 +45,12 @@ export const SearchAttributeKeys = {
   stage: defineSearchAttributeKey(SearchAttribute.Stage, SearchAttributeType.KEYWORD),
   status: defineSearchAttributeKey(SearchAttribute.Status, SearchAttributeType.KEYWORD),
 } as const;
+
+/**
+ * Temporal's own search attribute on a workflow a schedule started: the time the action was scheduled for (not when
+ * it ran), so a late or retried action still covers the span it was meant for.
+ */
+export const TEMPORAL_SCHEDULED_START_TIME = defineSearchAttributeKey(
+  'TemporalScheduledStartTime',
+  SearchAttributeType.DATETIME,
+);

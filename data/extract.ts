@@ -249,7 +249,14 @@ export async function extractSnapshot(options: ExtractOptions): Promise<Snapshot
 // ---------------------------------------------------------------------------------------------------------------
 // Resolving inputs
 
-interface ResolvedSource {
+/** What resolving and downloading a source's inputs needs of {@link ExtractOptions}. */
+export type InputOptions = Pick<
+  ExtractOptions,
+  'policy' | 'onProgress' | 'connections' | 'pgPool' | 'postgres' | 'signal' | 'objectSource' | 's3Client'
+>;
+
+/** A source's inputs, listed and identified (not read): local files ready to read, or objects still to download. */
+export interface ResolvedSource {
   readonly format: DataFormat;
   /** Content identity of every input, in read order. */
   readonly identities: readonly Readonly<Record<string, string | number>>[];
@@ -259,10 +266,11 @@ interface ResolvedSource {
   readonly summary: string;
 }
 
-async function resolveInputs(
+/** Lists a source's inputs within the data access policy; a Postgres source is exported to NDJSON in `workDir`. */
+export async function resolveInputs(
   spec: SourceSpec,
   requested: DataFormat | undefined,
-  options: ExtractOptions,
+  options: InputOptions,
   workDir: string,
   temporary: string[],
 ): Promise<ResolvedSource> {
@@ -322,7 +330,7 @@ async function resolveInputs(
   }
 }
 
-function objectSourceOf(options: ExtractOptions, display: string): ObjectSource {
+function objectSourceOf(options: InputOptions, display: string): ObjectSource {
   const source = options.objectSource ?? (options.s3Client ? new S3ObjectSource(options.s3Client) : undefined);
   if (!source) throw new ExtractError('invalid_request', display, 'an s3:// source needs an objectSource or s3Client');
   return source;
@@ -362,7 +370,11 @@ function computeFingerprint(
 }
 
 /** Downloads the objects (at most a few at a time) into the cache; cached copies are reused. */
-async function downloadObjects(resolved: ResolvedSource, options: ExtractOptions, cacheDir: string): Promise<ReadPlan> {
+export async function downloadObjects(
+  resolved: ResolvedSource,
+  options: InputOptions,
+  cacheDir: string,
+): Promise<ReadPlan> {
   const source = objectSourceOf(options, 's3');
   const progress = options.onProgress ?? (() => {});
   const files: string[] = new Array<string>(resolved.objects.length);

@@ -22,8 +22,8 @@ export interface ReadPlan {
 
 const ROW_GROUP_SIZE = 122_880;
 
-/** The table function call that reads the plan's files. */
-function readExpression(plan: ReadPlan, sampleAll: boolean): string {
+/** The table function call that reads the plan's files (`sampleAll`: type CSV and JSON from every row). */
+export function readExpression(plan: ReadPlan, sampleAll: boolean): string {
   const list = `[${plan.files.map(sqlString).join(', ')}]`;
   const args: string[] = [list];
   // Several files may order or type their columns differently: match them by name, missing ones become NULL.

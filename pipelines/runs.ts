@@ -34,6 +34,11 @@ export interface PipelineRunnerDeps {
   readonly trainingTaskQueue: string;
   /** How long an approval or rejection waits for the run's workflow to take it. Default {@link DECISION_TIMEOUT_MS}. */
   readonly decisionTimeoutMs?: number;
+  /**
+   * How long a request waits for a short workflow it started (a monitoring window computed now) before answering 503
+   * with the workflow's id; the workflow goes on. Default 30 s.
+   */
+  readonly answerTimeoutMs?: number;
 }
 
 /** A request that conflicts with the run's state (resume a running run, approve one that is not waiting, ...). */
@@ -48,6 +53,14 @@ export class RunNotFoundError extends DomainError {
   override readonly name = 'RunNotFoundError';
   constructor(message: string, options?: DomainErrorOptions) {
     super('not_found', message, options);
+  }
+}
+
+/** A start request that cannot be taken as given (a trigger time that is not a time). */
+export class InvalidRunRequestError extends DomainError {
+  override readonly name = 'InvalidRunRequestError';
+  constructor(message: string, options?: DomainErrorOptions) {
+    super('invalid', message, options);
   }
 }
 
@@ -81,6 +94,11 @@ export interface StartRunRequest {
   readonly triggeredBy?: string;
   /** One key never starts two runs: a repeated request (or a concurrent one) gets the run the key started. */
   readonly idempotencyKey?: string;
+  /**
+   * The trigger's nominal time (a schedule action's scheduled time): a window `relativeTo: 'trigger'` is measured
+   * back from it. Default: the run's start.
+   */
+  readonly triggeredAt?: string | Date;
 }
 
 export interface StartedRun {
@@ -110,6 +128,10 @@ export async function startPipelineRun(deps: PipelineRunnerDeps, request: StartR
         : `pipeline ${request.pipeline} has no version ${request.version}`,
     );
   }
+  const triggeredAt = request.triggeredAt === undefined ? undefined : new Date(request.triggeredAt);
+  if (triggeredAt && !Number.isFinite(triggeredAt.getTime())) {
+    throw new InvalidRunRequestError(`triggeredAt ${JSON.stringify(request.triggeredAt)} is not a valid time`);
+  }
   const runId = randomUUID();
   const { run, created } = await deps.pipelines.createRun({
     runId,
@@ -130,7 +152,7 @@ export async function startPipelineRun(deps: PipelineRunnerDeps, request: StartR
     run.pipelineVersionId === version.id ? version : await deps.pipelines.getVersionById(run.pipelineVersionId);
   if (!runVersion) throw new RunNotFoundError(`pipeline version ${run.pipelineVersionId} does not exist`);
   try {
-    await startWorkflow(deps, run, request.pipeline, runVersion.version, runVersion.definition, 'start');
+    await startWorkflow(deps, run, request.pipeline, runVersion.version, runVersion.definition, 'start', triggeredAt);
   } catch (error) {
     if (error instanceof DomainError) throw error;
     // The row is written but Temporal did not take the workflow: the run is failed (resumable), never stuck pending.
@@ -154,6 +176,7 @@ async function startWorkflow(
   version: number,
   storedDefinition: unknown,
   mode: 'start' | 'resume',
+  triggeredAt?: Date,
 ): Promise<void> {
   // Stored definitions were validated when saved; parsing again fills defaults added since.
   const definition: PipelineDefinition = pipelineDefinitionSchema.parse(storedDefinition);
@@ -164,6 +187,8 @@ async function startWorkflow(
     definition,
     trigger: run.trigger,
     ...(run.triggeredBy ? { triggeredBy: run.triggeredBy } : {}),
+    // A resumed run has none here: the spans it resolved are on its row, or its trigger event records the time.
+    ...(triggeredAt ? { triggeredAt: triggeredAt.toISOString() } : {}),
     trainingTaskQueue: deps.trainingTaskQueue,
   };
   try {

@@ -274,7 +274,9 @@ async function expressionIssues(
   }
 
   const { split } = definition;
-  if (split.kind === 'hash') {
+  if (!split) {
+    // A window's eval part is the split: a time split on the window's column, checked with the window below.
+  } else if (split.kind === 'hash') {
     await check('split.key', split.key);
   } else {
     const column = findColumn(columns, split.column);
@@ -321,6 +323,21 @@ async function expressionIssues(
     const { from, to } = definition.span;
     if (from !== undefined && to !== undefined && Date.parse(from) >= Date.parse(to)) {
       issues.push({ path: 'span.to', message: `must be after span.from (${from})` });
+    }
+  }
+
+  if (definition.window) {
+    const column = findColumn(columns, definition.window.column);
+    if (!column) {
+      issues.push({
+        path: 'window.column',
+        message: `unknown column \`${definition.window.column}\` (the dataset has: ${available})`,
+      });
+    } else if (!SPAN_TYPES.has(column.type)) {
+      issues.push({
+        path: 'window.column',
+        message: `a window needs a TIMESTAMP, TIMESTAMPTZ or DATE column; \`${column.name}\` is ${column.type}`,
+      });
     }
   }
   return issues;

@@ -1,4 +1,5 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../core/logger.js';
 import { authentication, SECURITY_SCHEME, type AuthMode } from './auth.js';
 import type { AppEnv } from './context.js';
@@ -14,11 +15,20 @@ import type { PipelineRunnerDeps } from '../pipelines/runs.js';
 import type { DefinitionValidationDeps } from '../pipelines/validate-definition.js';
 import type { PipelineStore } from '../storage/pipeline-store.js';
 import type { DeploymentStore } from '../storage/deployment-store.js';
+import type { MonitoringActionStore } from '../storage/monitoring-action-store.js';
+import type { MonitoringStore } from '../storage/monitoring-store.js';
+import type { FeedbackStore } from '../storage/feedback-store.js';
+import type { WatchedObjectStore } from '../storage/watched-object-store.js';
+import type { TriggerStore } from '../storage/trigger-store.js';
+import { syncPollSchedule } from '../pipelines/poll-schedules.js';
+import { DENY_ALL_POLICY } from '../data/access-policy.js';
+import { createWatchList, dataEvents } from './routes/data-events.js';
 import type { RegistryStore } from '../storage/registry-store.js';
 import { batchPredictions } from './routes/batch-predictions.js';
 import { datasets, type DatasetsDeps } from './routes/datasets.js';
 import { deployments } from './routes/deployments.js';
 import { docs } from './routes/docs.js';
+import { feedback } from './routes/feedback.js';
 import { health } from './routes/health.js';
 import { keys } from './routes/keys.js';
 import { connections } from './routes/connections.js';
@@ -61,6 +71,15 @@ export interface ApiDeps {
     readonly registry?: RegistryStore;
     /** Mounted with `registry`: `/v1/deployments` needs both. */
     readonly deployments?: DeploymentStore;
+    /** Monitoring windows and what they did: `/v1/deployments/{name}/monitoring...`, mounted with both. */
+    readonly monitoringWindows?: MonitoringStore;
+    readonly monitoringActions?: MonitoringActionStore;
+    /** Ground truth by request id: `POST /v1/feedback` (classes are read from `artifacts`). */
+    readonly feedback?: FeedbackStore;
+    /** New-data triggers: `POST /v1/events/s3` (bucket notifications), mounted with `runner`. */
+    readonly watchedObjects?: WatchedObjectStore;
+    /** Trigger events: with `runner`, `/v1/pipelines/{name}/schedules` and `/v1/pipelines/{name}/triggers`. */
+    readonly triggers?: TriggerStore;
   };
   /**
    * How pipeline definitions' sources are probed to check their columns (S3 objects, the platform database, a
@@ -76,6 +95,8 @@ export interface ApiDeps {
    * mounted with it.
    */
   readonly serving?: PredictDeps;
+  /** More Prometheus registries `GET /metrics` renders after serving's: the platform's own (platform-metrics.ts). */
+  readonly metricsRegistries?: readonly Pick<Registry, 'metrics'>[];
 }
 
 export const OPENAPI_PATH = '/openapi.json';
@@ -97,11 +118,18 @@ function isPublicPath(path: string): boolean {
  * @example
  * const app = createApp({ logger, readiness: [temporalReadiness(connection)], version, bodyLimitBytes: 1_048_576 });
  */
+/** The body limit of `POST /v1/feedback`: 10,000 items of the longest request id and a label, with room. */
+const FEEDBACK_BODY_LIMIT_BYTES = 4 * 1_048_576;
+
 export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
   const app = createRouter();
   app.use('*', requestId());
   app.use('*', requestLogger({ logger: deps.logger }));
-  app.use('*', bodyLimit({ maxBytes: deps.bodyLimitBytes }));
+  // A full feedback batch (10,000 labels under request ids of up to 128 characters) is about 1.7 MB: it gets room
+  // for that whatever the general limit, so the documented batch size never answers 413.
+  const generalLimit = bodyLimit({ maxBytes: deps.bodyLimitBytes });
+  const feedbackLimit = bodyLimit({ maxBytes: Math.max(deps.bodyLimitBytes, FEEDBACK_BODY_LIMIT_BYTES) });
+  app.use('*', (c, next) => (c.req.path === '/v1/feedback' ? feedbackLimit(c, next) : generalLimit(c, next)));
   app.onError(createErrorHandler(deps.logger));
   app.notFound(notFoundHandler);
   if (deps.allowedHosts) app.use('*', hostCheck(deps.allowedHosts));
@@ -121,11 +149,29 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
   if (deps.connections) app.route('/v1/connections', connections({ connections: deps.connections }));
   if (deps.stores) app.route('/v1/datasets', datasets({ stores: deps.stores }));
   const pipelineStore = deps.stores?.pipelines ?? deps.runner?.pipelines;
+  // The new-data webhook's watched prefixes, shared with the pipelines route, which refreshes them on a save.
+  const watchList =
+    deps.stores?.watchedObjects && deps.runner ? createWatchList(deps.stores.watchedObjects) : undefined;
   const runsDeps = deps.runner ? { runner: deps.runner, temporalUiUrl: deps.temporalUiUrl } : undefined;
   if (pipelineStore) {
     app.route(
       '/v1/pipelines',
-      pipelines({ pipelines: pipelineStore, sources: deps.sources ?? {}, ...(runsDeps ? { runs: runsDeps } : {}) }),
+      pipelines({
+        pipelines: pipelineStore,
+        sources: deps.sources ?? {},
+        ...(runsDeps ? { runs: runsDeps } : {}),
+        ...(deps.stores?.triggers ? { triggers: deps.stores.triggers } : {}),
+        // A saved definition may watch a new prefix: the webhook's cached watch list is read again at once. One
+        // that polls for new data gets (or updates) its poll schedule.
+        ...(runsDeps || watchList
+          ? {
+              afterSave: async (name: string) => {
+                watchList?.invalidate();
+                if (runsDeps) await syncPollSchedule({ ...runsDeps.runner, pipelines: pipelineStore }, name);
+              },
+            }
+          : {}),
+      }),
     );
   }
   if (runsDeps) app.route('/v1/runs', runs(runsDeps));
@@ -139,10 +185,30 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
   const deploymentStore = deps.stores?.deployments;
   if (registry && deploymentStore) {
     // Canaries run as workflows on the main task queue (the runner's); shadow and replace need the stores only.
-    app.route('/v1/deployments', deployments({ registry, deployments: deploymentStore, rollouts: deps.runner }));
+    const { monitoringWindows: windows, monitoringActions: actions, artifacts } = deps.stores ?? {};
+    const monitoring = windows && actions && artifacts ? { windows, actions, artifacts } : undefined;
+    app.route(
+      '/v1/deployments',
+      deployments({ registry, deployments: deploymentStore, rollouts: deps.runner, monitoring }),
+    );
   }
   if (batchDeps) app.route('/v1/batch-predictions', batchPredictions(batchDeps));
-  if (deps.serving) app.route('/', metrics(deps.serving));
+  if (deps.stores?.watchedObjects && deps.runner) {
+    const policy = deps.sources?.policy ?? DENY_ALL_POLICY;
+    app.route(
+      '/v1/events',
+      dataEvents({
+        watched: deps.stores.watchedObjects,
+        temporal: deps.runner,
+        policy,
+        ...(watchList ? { watchList } : {}),
+      }),
+    );
+  }
+  if (deps.stores?.feedback) {
+    app.route('/v1/feedback', feedback({ feedback: deps.stores.feedback, artifacts: deps.stores.artifacts }));
+  }
+  if (deps.serving) app.route('/', metrics({ ...deps.serving, registries: deps.metricsRegistries }));
 
   app.doc31(OPENAPI_PATH, (c) => ({
     openapi: '3.1.0',

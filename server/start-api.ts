@@ -3,6 +3,7 @@ import { Client, Connection, defaultGrpcRetryOptions, makeGrpcRetryInterceptor }
 import type { AppConfig, ServiceEndpoints } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { PLATFORM_VERSION } from '../core/version.js';
+import { latestMonitoringWindows, registerMonitoringGauges } from '../monitoring/gauges.js';
 import { createServing } from '../serving/index.js';
 import { PREDICTION_LOG_CLOSE_TIMEOUT_MS } from '../serving/prediction-log.js';
 import { createDataAccessPolicy } from '../data/access-policy.js';
@@ -11,6 +12,7 @@ import { servingRefusal } from '../storage/deployment-guards.js';
 import { openStorage } from '../storage/open-storage.js';
 import { ensureAdminKey, type AdminKey } from './admin-key.js';
 import { createApp } from './app.js';
+import { PlatformMetrics } from './platform-metrics.js';
 import { storedKeys } from './auth.js';
 import { postgresReadiness, s3Readiness, servingReadiness, temporalReadiness } from './readiness.js';
 import { startApiServer, type ApiServer } from './serve.js';
@@ -55,6 +57,11 @@ export async function startApi(options: {
       sessionThreads: config.serving.sessionThreads,
       predictionLog: config.predictionLog,
     },
+  });
+  // The latest monitoring window of each deployment on /metrics, read from Postgres when scraped.
+  registerMonitoringGauges(serving.metrics.registry, {
+    read: () => latestMonitoringWindows(storage.database.db),
+    logger,
   });
   // The first load of the deployed models, awaited for a bounded time: with the services up, the API is ready when
   // it says so (its /readyz `serving` check passes); with Postgres or S3 down it still comes up, /readyz says why,
@@ -102,6 +109,8 @@ export async function startApi(options: {
     },
     temporalUiUrl: endpoints.temporal.uiUrl,
     serving: { ...serving, servingRefusal: (versionId) => servingRefusal(storage.database.db, versionId) },
+    // The platform's own metrics (runs, stages, triggers, monitoring), read from Postgres when scraped.
+    metricsRegistries: [new PlatformMetrics({ pool: storage.database.pool, logger }).registry],
     readiness: [
       temporalReadiness(connection),
       postgresReadiness(storage.database.pool),

@@ -52,6 +52,23 @@ export interface DeployInput extends ServingOverride {
   versionId: string;
   actor: string;
   reason: string;
+  /**
+   * Deploy only while this version is the active champion, checked under the deployment row's lock (a monitoring
+   * rollback names the version its window measured, so it never replaces a champion deployed since by someone
+   * else). Undefined: whatever serves is replaced.
+   */
+  expectedChampionVersionId?: string | undefined;
+}
+
+/** A deploy that named the champion it replaces ({@link DeployInput.expectedChampionVersionId}) found another. */
+export class ChampionChangedError extends RegistryConflictError {
+  constructor(
+    message: string,
+    /** The active champion's version when the deploy looked; null when none serves. */
+    readonly currentVersionId: string | null,
+  ) {
+    super(message, { code: 'champion_changed' });
+  }
 }
 
 export interface DeployResult {
@@ -167,6 +184,7 @@ export interface DeploymentStore {
    * @throws RegistryNotFoundError when the model does not exist or the version is not one of its versions.
    * @throws RegistryConflictError when the version is not blessed (an unblessed version is never deployed), or the
    *   deployment already serves another model.
+   * @throws ChampionChangedError when `expectedChampionVersionId` is given and is not the active champion's version.
    */
   deploy(input: DeployInput): Promise<DeployResult>;
   /**
@@ -295,6 +313,13 @@ class DrizzleDeploymentStore implements DeploymentStore {
         .from(deploymentRevisions)
         .where(and(eq(deploymentRevisions.deploymentId, deployment.id), isNull(deploymentRevisions.endedAt)));
       const current = active.find((r) => r.role === 'champion');
+      if (input.expectedChampionVersionId !== undefined && current?.versionId !== input.expectedChampionVersionId) {
+        throw new ChampionChangedError(
+          `deployment ${input.deploymentName} no longer serves version ${input.expectedChampionVersionId} as ` +
+            `champion (now ${current ? `version id ${current.versionId}` : 'none'})`,
+          current?.versionId ?? null,
+        );
+      }
       if (current && current.versionId === input.versionId) {
         return {
           deployment,

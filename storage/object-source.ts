@@ -40,14 +40,22 @@ export interface DownloadOptions {
 }
 
 /** Lists and downloads objects of any bucket. `S3ObjectSource` is the implementation. */
+/** How much of a prefix {@link ObjectSource.list} lists. */
+export interface ListOptions {
+  readonly maxKeys?: number;
+  /** Only keys after this one (in UTF-8 binary order, S3's); optional for sources that cannot, which list all. */
+  readonly startAfter?: string;
+}
+
 export interface ObjectSource {
   /**
    * Every object whose key starts with `prefix`, recursively, sorted by key; "folder" markers (keys ending in `/`)
-   * are left out. With `maxKeys`, listing stops after that many objects (in the store's order).
+   * are left out. With `maxKeys`, listing stops after that many objects (in the store's order); with `startAfter`,
+   * it starts after that key (S3's `StartAfter`: UTF-8 binary order), so a long prefix can be listed page by page.
    *
    * @throws ObjectNotFoundError when the bucket does not exist.
    */
-  list(bucket: string, prefix: string, options?: { readonly maxKeys?: number }): Promise<ObjectInfo[]>;
+  list(bucket: string, prefix: string, options?: ListOptions): Promise<ObjectInfo[]>;
   /** One object's description; `undefined` when it (or its bucket) does not exist. */
   stat(bucket: string, key: string): Promise<ObjectInfo | undefined>;
   /**
@@ -116,11 +124,11 @@ export function objectCachePath(object: Pick<ObjectInfo, 'etag' | 'size'>, cache
 export class S3ObjectSource implements ObjectSource {
   constructor(readonly client: Client) {}
 
-  async list(bucket: string, prefix: string, options: { readonly maxKeys?: number } = {}): Promise<ObjectInfo[]> {
+  async list(bucket: string, prefix: string, options: ListOptions = {}): Promise<ObjectInfo[]> {
     const objects: ObjectInfo[] = [];
     const maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
     try {
-      for await (const item of this.client.listObjectsV2(bucket, prefix, true)) {
+      for await (const item of this.client.listObjectsV2(bucket, prefix, true, options.startAfter)) {
         const entry = item as { name?: string; size?: number; etag?: string; lastModified?: Date };
         if (entry.name === undefined || entry.name.endsWith('/')) continue;
         // Leaving the loop ends the listing: no further page is requested.

@@ -4,11 +4,16 @@ import { ApiKeyStore } from './api-key-store.js';
 import { S3ArtifactStore } from './artifact-store.js';
 import { createDatabase, type DatabaseHandle } from './database.js';
 import { DatasetStore } from './dataset-store.js';
+import { FeedbackStore } from './feedback-store.js';
 import { DrizzleMetadataStore, type MetadataStore } from './metadata-store.js';
 import { S3ObjectSource } from './object-source.js';
 import { PipelineStore } from './pipeline-store.js';
 import { createDeploymentStore, type DeploymentStore } from './deployment-store.js';
 import { createRegistryStore, type RegistryStore } from './registry-store.js';
+import { MonitoringActionStore } from './monitoring-action-store.js';
+import { createMonitoringStore, type MonitoringStore } from './monitoring-store.js';
+import { WatchedObjectStore } from './watched-object-store.js';
+import { TriggerStore } from './trigger-store.js';
 
 /** The platform's stores, opened once per process over the resolved endpoints. */
 export interface PlatformStorage {
@@ -24,6 +29,16 @@ export interface PlatformStorage {
   readonly pipelines: PipelineStore;
   /** API keys (hashes and scopes). */
   readonly apiKeys: ApiKeyStore;
+  /** Monitoring windows of deployments (distances, live metrics, reports). */
+  readonly monitoringWindows: MonitoringStore;
+  /** What monitoring windows did: alerts and their deliveries, retrains, rollbacks. */
+  readonly monitoringActions: MonitoringActionStore;
+  /** Ground truth for logged predictions, by request id. */
+  readonly feedback: FeedbackStore;
+  /** Objects seen under the pipelines' watched prefixes (new-data triggers). */
+  readonly watchedObjects: WatchedObjectStore;
+  /** Trigger events (schedule actions, new data, monitoring) and whether each started a run. */
+  readonly triggers: TriggerStore;
   close(): Promise<void>;
 }
 
@@ -51,6 +66,11 @@ export function openStorage(
     deployments: createDeploymentStore(database.db),
     pipelines: new PipelineStore(database.db),
     apiKeys: new ApiKeyStore(database.db),
+    monitoringWindows: createMonitoringStore(database.db),
+    monitoringActions: new MonitoringActionStore(database.db),
+    feedback: new FeedbackStore(database.db),
+    watchedObjects: new WatchedObjectStore(database.db),
+    triggers: new TriggerStore(database.db),
     close: () => database.close(),
   };
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { and, asc, desc, eq, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, isNull, or, sql, type SQL } from 'drizzle-orm';
 import type { PipelineDefinition } from '../pipelines/definition.js';
 import {
   pipelineRuns,
@@ -13,6 +13,7 @@ import {
   type PipelineRunStatus,
   type PipelineStageStatus,
   type PipelineVersion,
+  type ResolvedSpans,
   type RunFailure,
 } from '../schema/index.js';
 import type { Database } from './database.js';
@@ -308,6 +309,25 @@ export class PipelineStore {
       .where(eq(pipelineRuns.workflowId, workflowId))
       .returning();
     return row;
+  }
+
+  /**
+   * Stores the run's resolved sliding-window spans unless it has some already, and returns the ones it keeps: the
+   * first write wins, so a retried resolution or a resumed run never moves a run's window. Undefined when there is
+   * no such run.
+   */
+  async keepResolvedSpans(workflowId: string, spans: ResolvedSpans): Promise<ResolvedSpans | undefined> {
+    const [written] = await this.db
+      .update(pipelineRuns)
+      .set({ resolvedSpans: spans })
+      .where(and(eq(pipelineRuns.workflowId, workflowId), isNull(pipelineRuns.resolvedSpans)))
+      .returning({ resolvedSpans: pipelineRuns.resolvedSpans });
+    if (written?.resolvedSpans) return written.resolvedSpans;
+    const [kept] = await this.db
+      .select({ resolvedSpans: pipelineRuns.resolvedSpans })
+      .from(pipelineRuns)
+      .where(eq(pipelineRuns.workflowId, workflowId));
+    return kept?.resolvedSpans ?? undefined;
   }
 
   /**

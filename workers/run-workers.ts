@@ -8,10 +8,11 @@ import type { Logger } from '../core/logger.js';
 import { createDataAccessPolicy } from '../data/access-policy.js';
 import { openConnectionStore } from '../storage/connection-store.js';
 import { openStorage, type PlatformStorage } from '../storage/open-storage.js';
+import { PredictionLogWarehouse } from '../storage/prediction-log-warehouse.js';
 import { retryWithBackoff } from '../stack/wait-until.js';
 import { createPlatformWorker } from './create-worker.js';
 import { installTemporalRuntime } from './runtime.js';
-import { ensureRolloutReconcilerSchedule } from './schedules.js';
+import { ensurePredictionLogMaintenanceSchedule, ensureRolloutReconcilerSchedule } from './schedules.js';
 
 export type QueueRole = 'main' | 'training';
 
@@ -35,7 +36,7 @@ export async function startWorkers(options: {
   roles: readonly QueueRole[];
 }): Promise<RunningWorkers> {
   const { config, endpoints, logger } = options;
-  installTemporalRuntime(logger, config.logLevel);
+  installTemporalRuntime(logger, config.logLevel, { metricsBindAddress: config.worker.metricsBindAddress });
   const connection = await retryWithBackoff(() => NativeConnection.connect({ address: endpoints.temporal.address }), {
     service: `Temporal at ${endpoints.temporal.address}`,
     timeoutMs: config.serviceStartTimeoutSeconds * 1000,
@@ -67,6 +68,13 @@ export async function startWorkers(options: {
           connectTimeoutMs: config.dataAccess.connectTimeoutMs,
           statementTimeoutMs: config.dataAccess.statementTimeoutMs,
         },
+        temporal: {
+          client: new Client({ connection, namespace: endpoints.temporal.namespace }),
+          taskQueue: config.temporal.taskQueue,
+          trainingTaskQueue: config.temporal.trainingTaskQueue,
+        },
+        // The serving-log warehouse lies in the artifact bucket, under its own prefix.
+        predictionLogWarehouse: new PredictionLogWarehouse(storage.artifacts.client, storage.artifacts.bucket),
         scratchDir: path.join(config.dataDir, 'scratch'),
         logger,
       };
@@ -92,6 +100,19 @@ export async function startWorkers(options: {
           everySeconds: config.worker.rolloutReconcileEverySeconds,
           logger,
         }).catch((error: unknown) => logger.warn({ err: error }, 'could not create the rollout reconciler schedule'));
+        // Partitions ahead and the retention of prediction logs: daily, and once now. Not fatal either: rows of a day
+        // without a partition land in the DEFAULT one and are moved on the next run.
+        await ensurePredictionLogMaintenanceSchedule(
+          new Client({ connection, namespace: endpoints.temporal.namespace }),
+          {
+            taskQueue: config.temporal.taskQueue,
+            aheadDays: config.predictionLog.partitionsAheadDays,
+            retentionDays: config.predictionLog.retentionDays,
+            logger,
+          },
+        ).catch((error: unknown) =>
+          logger.warn({ err: error }, 'could not create the prediction log maintenance schedule'),
+        );
       } else {
         workers.push(
           await createPlatformWorker({

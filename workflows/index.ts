@@ -35,6 +35,12 @@ export {
 } from './deployment-rollout.js';
 export { reconcileDeploymentRollouts, ROLLOUT_RECONCILER_SCHEDULE_ID } from './rollout-reconciler.js';
 export {
+  maintainPredictionLogs,
+  PREDICTION_LOG_MAINTENANCE_SCHEDULE_ID,
+  type PredictionLogMaintenanceInput,
+  type PredictionLogMaintenanceResult,
+} from './prediction-log-maintenance.js';
+export {
   batchScore,
   batchScoreStateQuery,
   type BatchScoreInput,
@@ -42,3 +48,16 @@ export {
   type BatchScoreStage,
   type BatchScoreState,
 } from './batch-score.js';
+export { triggerPipelineRun, type TriggerPipelineRunInput } from './trigger-run.js';
+export {
+  newDataTrigger,
+  newDataSignal,
+  newDataWorkflowId,
+  pollScheduleId,
+  pollWatchedPrefix,
+  NEW_DATA_CYCLES_PER_RUN,
+  type NewDataCycle,
+  type NewDataNotice,
+  type NewDataTriggerInput,
+} from './new-data.js';
+export { monitorDeployment, type MonitorDeploymentInput, type MonitorDeploymentResult } from './monitor-deployment.js';

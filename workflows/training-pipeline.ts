@@ -6,6 +6,7 @@ import {
   defineQuery,
   defineUpdate,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -30,6 +31,7 @@ import type {
 import { SearchAttributeKeys } from '../core/constants.js';
 import type { PipelineDefinition } from '../pipelines/definition.js';
 import { datasetOf, deploymentNameOf, modelNameOf } from '../pipelines/names.js';
+import { extractSpanOf, splitOf } from '../pipelines/window.js';
 import { failureOf } from '../core/failure.js';
 import {
   FINAL_FAILURE_TYPES,
@@ -66,6 +68,12 @@ export interface TrainingPipelineInput {
   /** http, schedule, new_data, drift, manual, ... */
   readonly trigger: string;
   readonly triggeredBy?: string;
+  /**
+   * The trigger's nominal time (ISO 8601; a schedule action's scheduled time, a backfilled action's past time): a
+   * window `relativeTo: 'trigger'` is measured back from it. Absent (runs started before it existed, HTTP runs): the
+   * run's start.
+   */
+  readonly triggeredAt?: string;
   /** The training task queue (configured per deployment, so the starter passes it). */
   readonly trainingTaskQueue: string;
 }
@@ -116,6 +124,12 @@ export interface TrainingPipelineResult {
   };
   readonly stages: readonly StageProgress[];
 }
+
+/**
+ * Marks histories that resolve a sliding window before extracting: a history recorded before windows existed has no
+ * such activity, and replays without it.
+ */
+export const SLIDING_WINDOW_PATCH = 'sliding-window-spans';
 
 export const pipelineProgressQuery = defineQuery<PipelineProgress>('progress');
 export const approveUpdate = defineUpdate<ApprovalDecision, [ApprovalRequest]>('approve');
@@ -178,6 +192,8 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
     startToCloseTimeout: '1 minute',
     retry: { initialInterval: '1s', maximumInterval: '10s' },
   });
+  // Resolving a window reads one column of the source without heartbeating: no heartbeat timeout.
+  const window = proxyActivities<MainActivities>({ startToCloseTimeout: '30 minutes', retry: stageOptions.retry! });
   const training = proxyActivities<TrainingActivities>({
     taskQueue: input.trainingTaskQueue,
     startToCloseTimeout: '2 hours',
@@ -226,13 +242,22 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
   try {
     ({ completed } = await bookkeeping.beginPipelineRun({ stages: [...RESUMABLE_RECORDS] }));
 
+    const source = 'uri' in definition.source ? definition.source.uri : definition.source;
+    const format = 'uri' in definition.source ? definition.source.format : undefined;
+    // The window's spans, resolved when the run first started and kept on its row (a resumed run reads them back).
+    const spans =
+      definition.window && patched(SLIDING_WINDOW_PATCH)
+        ? await window.resolveRunWindow({
+            source,
+            ...(format ? { format } : {}),
+            window: definition.window,
+            // Only an activity's input: histories of runs without it replay unchanged.
+            ...(input.triggeredAt ? { triggeredAt: input.triggeredAt } : {}),
+          })
+        : undefined;
+    const span = spans ? extractSpanOf(spans) : definition.span;
     const extract: ExtractDataResult = await stage('extract', () =>
-      activities.extractData({
-        dataset,
-        source: 'uri' in definition.source ? definition.source.uri : definition.source,
-        ...('uri' in definition.source && definition.source.format ? { format: definition.source.format } : {}),
-        ...(definition.span ? { span: definition.span } : {}),
-      }),
+      activities.extractData({ dataset, source, ...(format ? { format } : {}), ...(span ? { span } : {}) }),
     );
     const statistics: StatisticsResult = await stage('statistics', () =>
       activities.computeStatistics({ dataset, snapshot: extract.snapshot }),
@@ -246,7 +271,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
         snapshot: extract.snapshot,
         label: definition.label,
         features: definition.features,
-        split: definition.split,
+        split: splitOf(definition, spans),
         ...(definition.prepare ? { options: definition.prepare } : {}),
       }),
     );

@@ -4,6 +4,7 @@
  * - this file: `GET /v1/deployments` and `GET /v1/deployments/{name}`, what each deployment serves and its history
  * - deployment-rollouts.ts: `/v1/deployments/{name}/rollouts...` and `/v1/deployments/{name}/shadows/{version}`,
  *   changing what it serves; mounted here, so server/app.ts mounts `/v1/deployments` once
+ * - monitoring.ts: `/v1/deployments/{name}/monitoring...`, its monitoring windows and schedule; mounted here too
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { DeploymentSummary, RevisionSummary } from '../../storage/deployment-store.js';
@@ -13,6 +14,7 @@ import { NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
 import { errorResponse, iso, jsonResponse, nameParamSchema, pageQuerySchema } from './common.js';
 import { deploymentRollouts, type DeploymentRolloutDeps } from './deployment-rollouts.js';
+import { deploymentMonitoring, type MonitoringRouteDeps } from './monitoring.js';
 
 const revisionSchema = z
   .object({
@@ -101,7 +103,12 @@ function deploymentJson(d: DeploymentSummary, active: readonly RevisionSummary[]
 }
 
 /** `/v1/deployments`: what each deployment serves and its revision history, and (deployment-rollouts.ts) changing it. */
-export function deployments(deps: DeploymentRolloutDeps): OpenAPIHono<AppEnv> {
+export function deployments(
+  deps: DeploymentRolloutDeps & {
+    /** Monitoring windows, their actions and reports: `/v1/deployments/{name}/monitoring...` is mounted with them. */
+    readonly monitoring?: Pick<MonitoringRouteDeps, 'windows' | 'actions' | 'artifacts'> | undefined;
+  },
+): OpenAPIHono<AppEnv> {
   const router = createRouter();
   const store = deps.deployments;
 
@@ -120,5 +127,8 @@ export function deployments(deps: DeploymentRolloutDeps): OpenAPIHono<AppEnv> {
   });
 
   router.route('/', deploymentRollouts(deps));
+  if (deps.monitoring) {
+    router.route('/', deploymentMonitoring({ ...deps.monitoring, deployments: store, temporal: deps.rollouts }));
+  }
   return router;
 }

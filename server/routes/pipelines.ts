@@ -4,8 +4,9 @@
  * - this file: saving definitions (`POST /v1/pipelines`, `PUT /v1/pipelines/{name}`), listing and reading them and
  *   their versions
  * - runs.ts: `POST /v1/pipelines/{name}/runs`, starting a run (the runs themselves are `/v1/runs`, in the same file)
+ * - schedules.ts: `/v1/pipelines/{name}/schedules...` (Temporal Schedules) and `GET /v1/pipelines/{name}/triggers`
  *
- * Runs are mounted when a runner is given.
+ * Runs are mounted when a runner is given; schedules and triggers when the trigger store is given too.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, ValidationTargets } from 'hono';
@@ -26,6 +27,8 @@ import { createRouter } from '../router.js';
 import { findUnstorableText } from '../storable-text.js';
 import { errorResponse, iso, jsonResponse, MAX_VERSION, pageQuerySchema, pipelineNameSchema } from './common.js';
 import { pipelineRuns, type RunsDeps } from './runs.js';
+import { pipelineSchedules } from './schedules.js';
+import type { TriggerStore } from '../../storage/trigger-store.js';
 
 export interface PipelinesDeps {
   readonly pipelines: PipelineStore;
@@ -33,6 +36,13 @@ export interface PipelinesDeps {
   readonly sources: DefinitionValidationDeps;
   /** Starting runs (`POST /{name}/runs`); absent without a runner. */
   readonly runs?: RunsDeps;
+  /**
+   * Called after every save (new version or not) with the pipeline's name, to bring what follows its newest
+   * definition up to date (the new-data poll schedule); a failure fails the request, and a retried save repeats it.
+   */
+  readonly afterSave?: (pipeline: string) => Promise<unknown>;
+  /** Trigger events: with `runs`, the pipeline's schedules and `GET /{name}/triggers` are mounted. */
+  readonly triggers?: TriggerStore;
 }
 
 const definitionBodySchema = pipelineDefinitionSchema.openapi('PipelineDefinition', {
@@ -235,6 +245,7 @@ export function pipelines(deps: PipelinesDeps): OpenAPIHono<AppEnv> {
     const result = await validateDefinition(body, deps.sources);
     if (!result.ok) throw invalidDefinition(result.issues);
     const saved = await deps.pipelines.saveDefinition(result.definition, actor);
+    await deps.afterSave?.(saved.pipeline.name);
     const json = {
       pipeline: pipelineJson(saved.pipeline),
       version: versionJson(saved.pipeline.name, saved.version),
@@ -305,5 +316,6 @@ export function pipelines(deps: PipelinesDeps): OpenAPIHono<AppEnv> {
   });
 
   if (deps.runs) router.route('/', pipelineRuns(deps.runs));
+  if (deps.runs && deps.triggers) router.route('/', pipelineSchedules({ ...deps.runs, triggers: deps.triggers }));
   return router;
 }

@@ -14,6 +14,29 @@ const failureSchema = z
   .nullable()
   .openapi('RunFailure');
 
+const spanSchema = z.object({
+  from: z.string().openapi({ format: 'date-time', description: 'Inclusive.' }),
+  to: z.string().openapi({ format: 'date-time', description: 'Exclusive.' }),
+});
+
+const resolvedSpansSchema = z
+  .object({
+    column: z.string(),
+    train: spanSchema,
+    eval: spanSchema.optional(),
+    anchor: z.object({
+      kind: z.enum(['data', 'trigger']),
+      at: z.string().openapi({ format: 'date-time' }),
+    }),
+  })
+  .nullable()
+  .openapi('ResolvedSpans', {
+    description:
+      'The definition’s sliding window as this run resolved it when it first started (kept by a resume): train and ' +
+      'eval spans `[from, to)` on the window’s column, measured back from the newest event time or the trigger time. ' +
+      'Null for a definition without a window, or before the run resolved it.',
+  });
+
 export const linksSchema = z
   .object({
     self: z.string(),
@@ -41,6 +64,7 @@ export const runSchema = z
       description:
         'Of a succeeded run: deployed, already_champion, not_blessed, rejected or approval_timed_out (null before the end).',
     }),
+    resolvedSpans: resolvedSpansSchema,
   })
   .openapi('PipelineRun');
 
@@ -150,6 +174,7 @@ export function runJson(run: RunSummary): z.infer<typeof runSchema> {
     durationMs: durationMs(run.startedAt, run.finishedAt),
     failure: run.failure ?? null,
     outcome: run.outcome ?? null,
+    resolvedSpans: run.resolvedSpans ?? null,
   };
 }
 

@@ -69,6 +69,14 @@ async function send(target: FuzzPlatform['app'], request: FuzzRequest): Promise<
   return { status: response.status, text, headers: response.headers, ms: performance.now() - started };
 }
 
+/**
+ * The one 5xx a valid request may get here: no worker runs this file's task queue, so a monitoring window asked for
+ * now cannot be computed, and the API says so (503 `window_pending`) instead of holding the request open.
+ */
+function isNoWorkerAnswer(answer: Answer): boolean {
+  return answer.status === 503 && answer.text.includes('"code":"window_pending"');
+}
+
 /** Why an error answer is not in the one error shape, or undefined when it is. */
 function errorShapeProblem(answer: Answer): string | undefined {
   try {
@@ -142,7 +150,7 @@ describe(`bad input to every route (property-based, FUZZ_SEED=${SEED})`, () => {
       fc.asyncProperty(requests, async (request) => {
         const answer = await send(app, request);
         record(request, answer);
-        if (answer.status >= 500) fail(request, answer, `a ${answer.status}`);
+        if (answer.status >= 500 && !isNoWorkerAnswer(answer)) fail(request, answer, `a ${answer.status}`);
         if (answer.ms > ANSWER_BOUND_MS) fail(request, answer, `answered after ${Math.round(answer.ms)} ms`);
         const isError = answer.status >= 400;
         if (isError) {

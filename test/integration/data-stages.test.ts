@@ -84,7 +84,7 @@ function writeFile(name: string, content: string | Buffer): string {
 
 const demo = flightsDelayDefinition('s3://unused/flights.parquet');
 /** The demo's label, features and split (January–February to train, March to evaluate). */
-const flightsPrepare: DataStagesInput['prepare'] = { label: demo.label, features: demo.features, split: demo.split };
+const flightsPrepare: DataStagesInput['prepare'] = { label: demo.label, features: demo.features, split: demo.split! };
 
 describe('data stages on the flights file (3M rows in S3)', () => {
   const dataset = `flights-${randomUUID().slice(0, 8)}`;

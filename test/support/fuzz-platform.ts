@@ -173,6 +173,8 @@ export async function startFuzzPlatform(options: { bodyLimitBytes: number }): Pr
     pipelines: storage.pipelines,
     taskQueue: platform.taskQueue,
     trainingTaskQueue: platform.trainingTaskQueue,
+    // No worker computes monitoring windows here: a valid request answers 503 after this long instead of hanging.
+    answerTimeoutMs: 500,
   };
   const runs = await seedRuns(platform, pipelineName);
   // The connection store of this file: its key file in the scratch folder, no built-in platform connection.
@@ -206,6 +208,11 @@ export async function startFuzzPlatform(options: { bodyLimitBytes: number }): Pr
       pipelines: storage.pipelines,
       registry: storage.registry,
       deployments: storage.deployments,
+      feedback: storage.feedback,
+      triggers: storage.triggers,
+      watchedObjects: storage.watchedObjects,
+      monitoringWindows: storage.monitoringWindows,
+      monitoringActions: storage.monitoringActions,
     },
     sources: { policy, objects: storage.objects, scratchDir: path.join(scratchDir, 'probes') },
     runner,

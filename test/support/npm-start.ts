@@ -86,6 +86,8 @@ export async function scenario(extraEnv: NodeJS.ProcessEnv = {}): Promise<Scenar
     MINIO_PORT: String(minio),
     MINIO_CONSOLE_PORT: String(minioConsole),
     API_PORT: String(api),
+    // Not the fixed SDK metrics port: scenarios run side by side, and beside a developer's stack.
+    WORKER_METRICS_PORT: '0',
     [MARKER_VARIABLE]: marker,
   };
   // Find the binaries where the rest of the test run finds them.

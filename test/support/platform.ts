@@ -76,6 +76,7 @@ export async function connectTestPlatform(endpoints: ServiceEndpoints, bucket?: 
     pgPool: storage.database.pool,
     // Tests keep their files in temporary folders and their objects in buckets of their own.
     dataAccess: { policy: createDataAccessPolicy({ roots: TEST_DATA_ROOTS, buckets: ['*'] }), connections },
+    temporal: { client, taskQueue, trainingTaskQueue },
     scratchDir: fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-scratch-')),
     logger: testLogger,
   };

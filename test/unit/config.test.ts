@@ -62,7 +62,15 @@ describe('loadConfig', () => {
         maxInferenceThreads: 4,
         sessionThreads: 1,
       },
-      predictionLog: { sampleRate: 1, queueSize: 100_000, batchSize: 1_000, flushMs: 200, maxBusyShare: 0.25 },
+      predictionLog: {
+        sampleRate: 1,
+        queueSize: 100_000,
+        batchSize: 1_000,
+        flushMs: 200,
+        maxBusyShare: 0.25,
+        retentionDays: 30,
+        partitionsAheadDays: 7,
+      },
       dataAccess: {
         roots: [path.join(cwd, '.data', 'sources')],
         buckets: ['mlops-artifacts/landing/'],
@@ -79,6 +87,7 @@ describe('loadConfig', () => {
         trainingMaxConcurrentActivities: 1,
         shutdownGraceSeconds: 30,
         rolloutReconcileEverySeconds: 60,
+        metricsBindAddress: '127.0.0.1:9464',
       },
       serviceStartTimeoutSeconds: 60,
     };
