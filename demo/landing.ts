@@ -27,6 +27,11 @@ export interface LandingOptions {
   readonly key: string;
   /** Rows with `date` in [from, to) (ISO dates). */
   readonly span: { readonly from: string; readonly to: string };
+  /**
+   * The select list, default `*`: a documented shift lands as `* REPLACE (distance * 1.8 AS distance)`. Our own
+   * constants only, never input: it is pasted into SQL.
+   */
+  readonly columns?: string;
   readonly signal?: AbortSignal;
 }
 
@@ -61,7 +66,7 @@ export async function landFlights(options: LandingOptions): Promise<LandedData> 
     try {
       options.signal?.throwIfAborted();
       const [result] = await engine.rows<{ Count: number }>(
-        `COPY (SELECT * FROM read_parquet(${sqlString(source)}) ` +
+        `COPY (SELECT ${options.columns ?? '*'} FROM read_parquet(${sqlString(source)}) ` +
           `WHERE date >= TIMESTAMP ${sqlString(options.span.from)} AND date < TIMESTAMP ${sqlString(options.span.to)}) ` +
           `TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
       );
