@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { PipelineRunnerDeps } from '../pipelines/runs.js';
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import type { DataAccessPolicy } from '../data/access-policy.js';
@@ -65,4 +66,18 @@ export interface TemporalAccess {
 export function temporalOf(deps: ActivityDeps): TemporalAccess {
   if (!deps.temporal) throw new Error('this worker was built without a Temporal client (ActivityDeps.temporal)');
   return deps.temporal;
+}
+
+/**
+ * What the trigger path (pipelines/triggers.ts) needs, from an activity's deps: the runner starts runs exactly as the
+ * API does, through this worker's Temporal client.
+ */
+export function runnerOf(deps: ActivityDeps): PipelineRunnerDeps {
+  const temporal = temporalOf(deps);
+  return {
+    client: temporal.client,
+    pipelines: deps.pipelines,
+    taskQueue: temporal.taskQueue,
+    trainingTaskQueue: temporal.trainingTaskQueue,
+  };
 }

@@ -34,7 +34,7 @@ import { MonitoringActionStore, type MonitoringActionStatus } from '../storage/m
 import { RegistryConflictError, RegistryNotFoundError } from '../storage/registry-common.js';
 import { TriggerStore } from '../storage/trigger-store.js';
 import { activityLogger } from './activity-logger.js';
-import { temporalOf, type ActivityDeps } from './deps.js';
+import { runnerOf, type ActivityDeps } from './deps.js';
 
 /** The failure type of an alert delivery that did not get a 2xx answer: retried by the activity's retry policy. */
 export const ALERT_DELIVERY_FAILED = 'AlertDeliveryFailed';
@@ -233,18 +233,12 @@ export function createMonitoringActionActivities(deps: ActivityDeps, options: Mo
       const base = { windowId: summary.windowId, deployment: summary.deployment, kind: 'retrain' as const };
       const windowEnd = new Date(summary.windowEnd);
       let cooldown: JsonProperties | undefined;
-      const temporal = temporalOf(deps);
       // An earlier attempt that fired the trigger but died before recording the action finds that event (and its
       // outcome) by the dedupe key: that event is this one.
       const outcome = await fireTrigger(
         {
           triggers,
-          runner: {
-            client: temporal.client,
-            pipelines: deps.pipelines,
-            taskQueue: temporal.taskQueue,
-            trainingTaskQueue: temporal.trainingTaskQueue,
-          },
+          runner: runnerOf(deps),
         },
         {
           pipeline,

@@ -12,7 +12,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { z } from 'zod';
-import type { DataAccessPolicy } from '../data/access-policy.js';
+import { isObjectAllowed, type DataAccessPolicy } from '../data/access-policy.js';
 import { DataEngine } from '../data/engine.js';
 import type { ConnectionResolver } from '../data/postgres-source.js';
 import { ExpressionError, validateExpression, type ValidatedExpression } from '../data/expressions.js';
@@ -77,9 +77,21 @@ export async function validateDefinition(
   if (!parsed.success) return { ok: false, issues: issuesFromZod(parsed.error) };
   const definition = parsed.data;
 
-  const issues: DefinitionIssue[] = [...trainerIssues(definition)];
+  const issues: DefinitionIssue[] = [...trainerIssues(definition), ...watchedPrefixIssues(definition, deps.policy)];
   issues.push(...(await columnIssues(definition, deps)));
   return issues.length === 0 ? { ok: true, definition } : { ok: false, issues };
+}
+
+/**
+ * A watched prefix is read (listed, and its objects extracted) like a source: it must lie inside the data access
+ * policy, checked when the definition is saved rather than found out by the first poll.
+ */
+function watchedPrefixIssues(definition: PipelineDefinition, policy: DataAccessPolicy | undefined): DefinitionIssue[] {
+  const prefix = definition.triggers.newData?.prefix;
+  if (!prefix || !policy) return [];
+  const [, bucket = '', key = ''] = /^s3:\/\/([^/]+)\/(.*)$/.exec(prefix) ?? [];
+  if (isObjectAllowed(policy, bucket, key)) return [];
+  return [{ path: 'triggers.newData.prefix', message: `${prefix} is outside the buckets this platform may read` }];
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
  * champion deployed since the window; the schedule a deploy creates can be deleted and created again and still
  * computes windows, and one set by hand is kept by later deploys; `/metrics` shows the latest distances.
  */
+import { random } from '../support/monitored-deployment.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -47,16 +48,6 @@ const ORIGINS = ['PIT', 'SEA', 'ORD', 'ATL'];
 /** What the alert receiver got, and what it answers next (then 200). */
 const received: { signature: string | undefined; body: string }[] = [];
 const answers: number[] = [];
-
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Training saw distance uniform on [0, 1000) and four equally frequent origins. */
 function statistics(): DatasetStatistics {

@@ -270,6 +270,17 @@ describe('the data access policy on the probe', () => {
     return error as SourceNotAllowedError;
   }
 
+  it('a watched prefix outside the allowed buckets is a 400 naming triggers.newData.prefix; inside, none', async () => {
+    const watching = (prefix: string) => definition({ triggers: { newData: { prefix } } });
+    const deps = { scratchDir: root, policy: createDataAccessPolicy({ roots: [root], buckets: ['lake/landing/'] }) };
+    for (const prefix of ['s3://secrets/', 's3://lake/private/', 's3://lake/landing/../private/']) {
+      const result = await validateDefinition(watching(prefix), deps);
+      expect(result.ok).toBe(false);
+      expect(result.ok ? [] : result.issues.map((i) => i.path)).toContain('triggers.newData.prefix');
+    }
+    expect((await validateDefinition(watching('s3://lake/landing/flights/'), deps)).ok).toBe(true);
+  });
+
   it('probe of /etc/passwd is refused with 403, quoting nothing of the file', async () => {
     const error = await refusal('/etc/passwd');
     expect(error.httpStatus).toBe(403);
