@@ -11,6 +11,7 @@ import { openConnectionStore } from '../storage/connection-store.js';
 import { servingRefusal } from '../storage/deployment-guards.js';
 import { openStorage } from '../storage/open-storage.js';
 import { ensureAdminKey, type AdminKey } from './admin-key.js';
+import { ensureNotificationKey, notificationTokenFile, type NotificationKeyState } from './notification-key.js';
 import { createApp } from './app.js';
 import { PlatformMetrics } from './platform-metrics.js';
 import { storedKeys } from './auth.js';
@@ -32,7 +33,11 @@ export async function startApi(options: {
   config: AppConfig;
   endpoints: ServiceEndpoints;
   logger: Logger;
-}): Promise<ApiServer & { readonly adminKey: AdminKey | undefined }> {
+  /** The token MinIO's webhook target sends (server/notification-key.ts): its `trigger` key is stored if missing. */
+  notificationToken?: string;
+}): Promise<
+  ApiServer & { readonly adminKey: AdminKey | undefined; readonly notificationKey: NotificationKeyState | undefined }
+> {
   const { config, endpoints, logger } = options;
   // Calls to an unreachable Temporal are retried for about a second (the SDK's default retries for about 20 s), so
   // a request meets an outage as a prompt 503 with Retry-After rather than a hang (core/outage.ts).
@@ -77,6 +82,19 @@ export async function startApi(options: {
           return undefined;
         })
       : undefined;
+  const notificationKey =
+    config.api.auth === 'keys' && options.notificationToken
+      ? await ensureNotificationKey(storage.apiKeys, options.notificationToken).catch((error: unknown) => {
+          logger.warn({ err: error }, 'could not store the MinIO notification key; notifications get 401 until then');
+          return undefined;
+        })
+      : undefined;
+  if (notificationKey === 'revoked') {
+    logger.warn(
+      { file: notificationTokenFile(config.dataDir) },
+      'the MinIO notification key was revoked: notifications get 401 (delete its file and restart for a new one)',
+    );
+  }
   const connections = openConnectionStore({
     db: storage.database.db,
     dataDir: config.dataDir,
@@ -124,6 +142,7 @@ export async function startApi(options: {
       url: server.url,
       finished: server.finished,
       adminKey,
+      notificationKey,
       close: async () => {
         await server.close();
         await serving.pool.close();

@@ -13,6 +13,8 @@ export interface MinioServerOptions {
   readonly accessKey: string;
   readonly secretKey: string;
   readonly timeoutMs: number;
+  /** More of MinIO's environment (its notification targets: stack/minio-notifications.ts). */
+  readonly environment?: Readonly<Record<string, string>>;
 }
 
 export interface RunningMinioServer {
@@ -42,6 +44,7 @@ export async function startMinioServer(options: MinioServerOptions): Promise<Run
       MINIO_ROOT_PASSWORD: options.secretKey,
       MINIO_UPDATE: 'off',
       MINIO_CALLHOME_ENABLE: 'off',
+      ...options.environment,
     },
     logFile: options.logFile,
     pidFile: options.pidFile,

@@ -5,29 +5,17 @@
  * holds no `pg_read_server_files` (so no `pg_read_file`), and may read only the tables of the `sources` schema.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import pg from 'pg';
 import { isErrnoException } from '../core/errors.js';
+import { readOrCreateSecret } from '../core/secret-file.js';
 import { PLATFORM_READER_ROLE, PLATFORM_SOURCES_SCHEMA } from '../storage/connection-store.js';
-
-/** The password in `file`, generating one (mode 0600) when there is none. */
-async function readerPassword(file: string): Promise<string> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  try {
-    await writeFile(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
-  } catch (error) {
-    if (!isErrnoException(error) || error.code !== 'EEXIST') throw error;
-  }
-  return (await readFile(file, 'utf8')).trim();
-}
 
 /**
  * Creates (or brings back in line) the read-only role and the `sources` schema it may read, on the database of
  * `adminUrl` (a superuser's URL). Idempotent, and safe when two starters race.
  */
 export async function ensureReaderRole(adminUrl: string, passwordFile: string): Promise<void> {
-  const password = await readerPassword(passwordFile);
+  const password = await readOrCreateSecret(passwordFile, () => randomBytes(24).toString('base64url'));
   const role = pg.escapeIdentifier(PLATFORM_READER_ROLE);
   const schema = pg.escapeIdentifier(PLATFORM_SOURCES_SCHEMA);
   const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });

@@ -6,12 +6,21 @@ import type { AppConfig, ServiceEndpoints } from '../core/config.js';
 import { ServiceError } from '../core/errors.js';
 import type { TaskLine } from '../core/live-lines.js';
 import type { Logger } from '../core/logger.js';
+import { parseBucketGrant } from '../data/access-policy.js';
 import { createDatabase, runMigrations, waitForDatabase } from '../storage/database.js';
 import { S3ArtifactStore } from '../storage/artifact-store.js';
 import { platformReaderPasswordFile } from '../storage/connection-store.js';
 import { MINIO_SERVER, TEMPORAL_CLI, ensureBinary } from './binaries.js';
 import { DataDirOwner } from './data-dir-owner.js';
 import { stopOrphan, type ManagedProcess } from './managed-process.js';
+import {
+  configureBucketNotifications,
+  notifiedPrefixes,
+  webhookArn,
+  webhookEnvironment,
+  type ConfiguredNotifications,
+  type MinioWebhookTarget,
+} from './minio-notifications.js';
 import { startMinioServer } from './minio-server.js';
 import { assertPortFree, findFreePorts } from './ports.js';
 import { postgresUser, resolvePostgresCluster, type PostgresLocation } from './postgres-location.js';
@@ -31,6 +40,12 @@ export interface StartStackOptions {
   readonly ports?: 'configured' | 'random';
   /** Shows people the work that takes long (a binary downloaded or built): a line redrawn in place. */
   readonly task?: (text: string) => TaskLine;
+  /**
+   * With a local MinIO, send created objects under the readable buckets (`DATA_BUCKETS`) to this webhook target:
+   * `npm start` points it at the API's `/v1/events/s3`. Ignored with an external S3 (configure its notifications
+   * there).
+   */
+  readonly notifications?: Omit<MinioWebhookTarget, 'queueDir'>;
 }
 
 /** The platform's three services, reachable, migrated and provisioned. */
@@ -41,6 +56,8 @@ export interface Stack {
   readonly dataDir: string;
   /** Where the local PostgreSQL keeps its data; undefined when PostgreSQL is external. */
   readonly postgres: PostgresLocation | undefined;
+  /** The local MinIO's bucket notification rules, when it sends them; undefined otherwise. */
+  readonly notifications: ConfiguredNotifications | undefined;
   /** This process's claim on the data directory (one platform per data directory). */
   readonly owner: DataDirOwner;
   /** Stops what this stack manager started, and only that, workers' dependencies last; then gives up the claim. */
@@ -53,6 +70,7 @@ export function stackLayout(dataDir: string) {
   return {
     temporalState: path.join(dataDir, 'temporal'),
     minioStorage: path.join(dataDir, 'minio'),
+    minioEvents: path.join(dataDir, 'minio-events'),
     log: (service: string) => file('logs', `${service}.log`),
     pid: (service: string) => file('run', `${service}.pid`),
   };
@@ -176,6 +194,9 @@ export async function startStack(config: AppConfig, options: StartStackOptions):
         accessKey: config.s3.accessKey,
         secretKey: config.s3.secretKey,
         timeoutMs,
+        ...(options.notifications
+          ? { environment: webhookEnvironment({ ...options.notifications, queueDir: layout.minioEvents }) }
+          : {}),
       });
       started.push(server.process);
       return server.endpoint;
@@ -198,6 +219,9 @@ export async function startStack(config: AppConfig, options: StartStackOptions):
       registerSearchAttributes(endpoints, logger),
       S3ArtifactStore.fromConfig(endpoints.s3).ensureBucket(),
     ]);
+    // After the bucket exists, so the default grant (`<bucket>/landing/`) gets its rule on the first start.
+    const notifications =
+      options.notifications && !config.s3.endpoint ? await notifyNewObjects(config, endpoints, logger) : undefined;
 
     let stopping: Promise<void> | undefined;
     return {
@@ -205,6 +229,7 @@ export async function startStack(config: AppConfig, options: StartStackOptions):
       managed: started.map((p) => p.options.service),
       dataDir: config.dataDir,
       postgres: postgresLocation,
+      notifications,
       owner,
       stop: () => (stopping ??= stopStarted().finally(() => owner.release())),
     };
@@ -306,6 +331,23 @@ async function migrate(databaseUrl: string, logger: Logger): Promise<void> {
   } finally {
     await database.close();
   }
+}
+
+/** Rules on the local MinIO's readable buckets sending created objects to the webhook target it started with. */
+async function notifyNewObjects(
+  config: AppConfig,
+  endpoints: ServiceEndpoints,
+  logger: Logger,
+): Promise<ConfiguredNotifications> {
+  const client = S3ArtifactStore.fromConfig(endpoints.s3).client;
+  const grants = config.dataAccess.buckets.map(parseBucketGrant);
+  const buckets = grants.some((g) => g.bucket === '*') ? (await client.listBuckets()).map((b) => b.name) : [];
+  const configured = await configureBucketNotifications(client, notifiedPrefixes(grants, buckets), webhookArn());
+  logger.info(
+    { rules: configured.rules, missingBuckets: configured.missingBuckets },
+    'MinIO sends created objects to the new-data webhook',
+  );
+  return configured;
 }
 
 async function registerSearchAttributes(endpoints: ServiceEndpoints, logger: Logger): Promise<void> {

@@ -4,6 +4,7 @@ import { loadConfig, type AppConfig } from '../core/config.js';
 import { formatElapsed } from '../core/live-lines.js';
 import { createLogger } from '../core/logger.js';
 import { exitWithError } from '../core/shutdown.js';
+import { notificationToken as notificationTokenOf } from '../server/notification-key.js';
 import { startApi } from '../server/start-api.js';
 import { startDemo, type RunningDemo } from '../demo/session.js';
 import { startWorkerChild } from '../workers/worker-child.js';
@@ -108,9 +109,12 @@ async function main(): Promise<void> {
   };
 
   try {
+    // With keys, MinIO authenticates its notifications with a token made now (its key is stored once the API is up).
+    const notificationToken = config.api.auth === 'keys' ? await notificationTokenOf(config.dataDir) : undefined;
+    const notifications = { endpoint: `${localApiUrl(config)}/v1/events/s3`, authToken: notificationToken };
     stack = await step(
       'starting Temporal, PostgreSQL and MinIO',
-      () => startStack(config, { logger, ports: 'configured', task: output.task }),
+      () => startStack(config, { logger, ports: 'configured', task: output.task, notifications }),
       (s) =>
         `services ready in ${formatElapsed(Date.now() - startedAt)}: ${s.managed.length > 0 ? `started ${s.managed.join(', ')}` : 'all external'}`,
     );
@@ -136,7 +140,12 @@ async function main(): Promise<void> {
           name: 'API',
           logger,
           start: async () => {
-            const server = await startApi({ config, endpoints, logger });
+            const server = await startApi({
+              config,
+              endpoints,
+              logger,
+              ...(notificationToken ? { notificationToken } : {}),
+            });
             api ??= server;
             owner.update({ apiUrl: server.url });
             return { finished: server.finished, stop: () => server.close() };
@@ -161,6 +170,23 @@ async function main(): Promise<void> {
 }
 
 type StartedApi = Awaited<ReturnType<typeof startApi>>;
+
+/** The API's address as a process on this machine reaches it (a wildcard listen address is reached on loopback). */
+function localApiUrl(config: AppConfig): string {
+  const { host, port } = config.api;
+  const local = host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host;
+  return `http://${local.includes(':') && !local.startsWith('[') ? `[${local}]` : local}:${port}`;
+}
+
+/** The banner's line on new-data notifications: what the local MinIO sends, or why it sends nothing. */
+function notificationLines(stack: Stack, api: StartedApi): string[] {
+  const configured = stack.notifications;
+  if (!configured) return [];
+  const watched = configured.rules.map((r) => `s3://${r.bucket}/${r.prefix}`).join(', ') || 'no readable bucket';
+  const missing = configured.missingBuckets.length > 0 ? ` (no bucket ${configured.missingBuckets.join(', ')})` : '';
+  const revoked = api.notificationKey === 'revoked' ? ' (its key is revoked: they get 401)' : '';
+  return [`  New data     MinIO posts objects created under ${watched}${missing} to /v1/events/s3${revoked}`];
+}
 
 /**
  * How the API is guarded, for the banner. The admin key's token is printed on a terminal only, and only when this
@@ -191,6 +217,7 @@ function printReady(output: CliOutput, config: AppConfig, stack: Stack, api: Sta
     `  API          ${api.url}`,
     `  API docs     ${api.url}/docs`,
     ...accessLines(output, config, api),
+    ...notificationLines(stack, api),
     `  Temporal UI  ${endpoints.temporal.uiUrl ?? '(external Temporal: use its UI)'}`,
     `  Temporal     ${endpoints.temporal.address} (namespace ${endpoints.temporal.namespace})`,
     `  S3           ${endpoints.s3.endpoint} (bucket ${endpoints.s3.bucket})`,

@@ -115,8 +115,14 @@ export class ApiKeyStore {
     name: string;
     scopes: readonly ApiScope[];
     createdBy: string;
+    /**
+     * The token to store, for a service whose token had to exist before the database did (MinIO's webhook target
+     * is configured when MinIO starts); default a new one. Must be {@link isTokenShaped}.
+     */
+    token?: string;
   }): Promise<{ key: ApiKeyInfo; token: string }> {
-    const token = generateToken();
+    const token = input.token ?? generateToken();
+    if (!isTokenShaped(token)) throw new RangeError('not an API key token');
     try {
       const [key] = await this.db
         .insert(apiKeys)
@@ -160,6 +166,23 @@ export class ApiKeyStore {
       .returning(infoColumns);
     if (revoked) this.cache.delete(revoked.prefix);
     return revoked;
+  }
+
+  /**
+   * What the store knows of a token: `live` (authenticates), `revoked` (a key with this token was revoked: it must
+   * not be made again) or `unknown`.
+   */
+  async tokenState(token: string): Promise<'live' | 'revoked' | 'unknown'> {
+    if (!isTokenShaped(token)) return 'unknown';
+    const [row] = await this.db
+      .select({ hash: apiKeys.hash, revokedAt: apiKeys.revokedAt })
+      .from(apiKeys)
+      .where(eq(apiKeys.prefix, token.slice(0, PREFIX_LENGTH)));
+    if (!row) return 'unknown';
+    const stored = Buffer.from(row.hash, 'hex');
+    const hash = hashOf(token);
+    if (stored.length !== hash.length || !timingSafeEqual(stored, hash)) return 'unknown';
+    return row.revokedAt === null ? 'live' : 'revoked';
   }
 
   /** Whether any live key holds `admin` (the first start makes one when none does). */

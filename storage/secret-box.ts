@@ -4,9 +4,8 @@
  * The key comes from `CONNECTIONS_KEY` (base64, 32 bytes) or a key file generated on first use (mode 0600).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { DomainError, isErrnoException } from '../core/errors.js';
+import { DomainError } from '../core/errors.js';
+import { readOrCreateSecret } from '../core/secret-file.js';
 
 const KEY_BYTES = 32;
 const IV_BYTES = 12;
@@ -38,18 +37,7 @@ export function keyFromBase64(value: string): Buffer {
  * exist. Two processes racing both end with the key written first.
  */
 export async function keyFromFile(file: string): Promise<Buffer> {
-  try {
-    return keyFromBase64(await readFile(file, 'utf8'));
-  } catch (error) {
-    if (!isErrnoException(error) || error.code !== 'ENOENT') throw error;
-  }
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  try {
-    await writeFile(file, `${randomBytes(KEY_BYTES).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
-  } catch (error) {
-    if (!isErrnoException(error) || error.code !== 'EEXIST') throw error;
-  }
-  return keyFromBase64(await readFile(file, 'utf8'));
+  return keyFromBase64(await readOrCreateSecret(file, () => randomBytes(KEY_BYTES).toString('base64')));
 }
 
 /** Seals and opens secrets under one key, loaded on first use. */
