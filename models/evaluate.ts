@@ -104,10 +104,7 @@ export async function evaluateOnnxModel(options: EvaluateOnnxOptions): Promise<E
   positiveInteger('minSliceRows', minSliceRows);
   positiveInteger('maxSliceValues', maxSliceValues);
   positiveInteger('batchRows', batchRows);
-  const classCount = task === 'regression' ? 1 : (transform.label.classes?.length ?? 0);
-  if (task !== 'regression' && classCount < 2) {
-    throw new EvaluationError(`a ${task} label needs at least 2 classes; the transform has ${classCount}`);
-  }
+  const classCount = classCountOf(transform);
   const sliceFeatures = (options.slices ?? []).map((name) => {
     const feature = transform.features.find((f) => f.name === name);
     if (!feature) throw new EvaluationError(`slice ${JSON.stringify(name)} is not a feature of the transform`);
@@ -115,28 +112,21 @@ export async function evaluateOnnxModel(options: EvaluateOnnxOptions): Promise<E
   });
 
   const file = sqlString(options.evalPath);
-  const types = await columnTypes(engine, file);
-  if (!types.has('label')) throw new EvaluationError('the eval file has no label column');
-  const rows = Number((await engine.rows<{ n: number }>(`SELECT count(*) AS n FROM read_parquet(${file})`))[0]?.n);
-  if (!(rows > 0)) throw new EvaluationError('the eval file has no rows');
+  const { types, rows } = await evalFile(engine, file);
   // One query at a time: the engine's single connection is shared.
   const sliceValues: Awaited<ReturnType<typeof topValues>>[] = [];
   for (const feature of sliceFeatures) sliceValues.push(await topValues(engine, file, feature, maxSliceValues));
 
-  const session = options.session ?? (await ort.InferenceSession.create(options.onnx, { executionProviders: ['cpu'] }));
-  let scored: Scored;
-  try {
-    scored = await scoreFile(session, engine, file, types, {
+  const scored = await withSession(options, (session) =>
+    scoreFile(session, engine, file, types, {
       task,
       rows,
       classCount,
       batchRows,
       sliceFeatures,
       sliceCodes: sliceValues.map((s) => new Map(s.values.map((v, code) => [v.value, code]))),
-    });
-  } finally {
-    if (!options.session) await session.release();
-  }
+    }),
+  );
 
   const metrics = computeMetrics({ task, labels: scored.labels, outputs: scored.outputs, classCount, threshold });
   const slices: SliceMetrics[] = [];
@@ -175,6 +165,43 @@ export async function evaluateOnnxModel(options: EvaluateOnnxOptions): Promise<E
     ...(task === 'binary' ? { threshold } : {}),
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/** Options of {@link scoreOnnxModel}: the graph, the eval file and what reads it (as {@link EvaluateOnnxOptions}). */
+export type ScoreOnnxOptions = Pick<
+  EvaluateOnnxOptions,
+  'onnx' | 'evalPath' | 'transform' | 'engine' | 'batchRows' | 'session'
+>;
+
+/** Every row of an eval file run through a graph, in file order. */
+export interface EvalScores {
+  readonly task: LabelTask;
+  /** 2 for binary, K for multiclass, 1 for regression. */
+  readonly classCount: number;
+  /** Class indexes (classification) or targets (regression). */
+  readonly labels: Float64Array;
+  /** Classification: probabilities row-major, rows × classCount (binary: [1 − p, p]); regression: predictions. */
+  readonly outputs: Float64Array;
+}
+
+/**
+ * Runs the graph on every row of `evalPath` exactly as {@link evaluateOnnxModel} does and returns each row's label and
+ * outputs instead of metrics (what a calibration of the probabilities is fitted on). Reads only.
+ *
+ * @throws EvaluationError in the cases evaluateOnnxModel throws it.
+ */
+export async function scoreOnnxModel(options: ScoreOnnxOptions): Promise<EvalScores> {
+  const { transform, engine } = options;
+  const task = transform.label.task;
+  const batchRows = options.batchRows ?? 50_000;
+  positiveInteger('batchRows', batchRows);
+  const classCount = classCountOf(transform);
+  const file = sqlString(options.evalPath);
+  const { types, rows } = await evalFile(engine, file);
+  const scored = await withSession(options, (session) =>
+    scoreFile(session, engine, file, types, { task, rows, classCount, batchRows, sliceFeatures: [], sliceCodes: [] }),
+  );
+  return { task, classCount, labels: scored.labels, outputs: scored.outputs };
 }
 
 /** Input of {@link computeMetrics}. */
@@ -286,6 +313,37 @@ function multiclassMetrics(
 function positiveInteger(name: string, value: number): void {
   if (!Number.isSafeInteger(value) || value < 1)
     throw new RangeError(`${name} must be a positive integer, got ${value}`);
+}
+
+function classCountOf(transform: FittedTransform): number {
+  const task = transform.label.task;
+  const classCount = task === 'regression' ? 1 : (transform.label.classes?.length ?? 0);
+  if (task !== 'regression' && classCount < 2) {
+    throw new EvaluationError(`a ${task} label needs at least 2 classes; the transform has ${classCount}`);
+  }
+  return classCount;
+}
+
+/** The eval file's column types and row count; it must have a label column and rows. */
+async function evalFile(engine: DataEngine, file: string): Promise<{ types: Map<string, string>; rows: number }> {
+  const types = await columnTypes(engine, file);
+  if (!types.has('label')) throw new EvaluationError('the eval file has no label column');
+  const rows = Number((await engine.rows<{ n: number }>(`SELECT count(*) AS n FROM read_parquet(${file})`))[0]?.n);
+  if (!(rows > 0)) throw new EvaluationError('the eval file has no rows');
+  return { types, rows };
+}
+
+/** Runs `work` on the caller's session, else on one created from the bytes and released afterwards. */
+async function withSession<T>(
+  options: Pick<EvaluateOnnxOptions, 'onnx' | 'session'>,
+  work: (session: ort.InferenceSession) => Promise<T>,
+): Promise<T> {
+  const session = options.session ?? (await ort.InferenceSession.create(options.onnx, { executionProviders: ['cpu'] }));
+  try {
+    return await work(session);
+  } finally {
+    if (!options.session) await session.release();
+  }
 }
 
 async function columnTypes(engine: DataEngine, file: string): Promise<Map<string, string>> {

@@ -10,15 +10,14 @@ import type { ActivityDeps } from '../activities/deps.js';
 import { DomainError } from '../core/errors.js';
 import type { ColumnStatistics, DatasetStatistics } from '../data/types.js';
 import type { FittedTransform } from '../data/transform.js';
-import type { LabelTask } from '../models/types.js';
 import { pipelineDefinitionSchema, type PipelineDefinition } from '../pipelines/definition.js';
 import * as schema from '../schema/index.js';
 import type { ModelVersion } from '../schema/index.js';
 import { ArtifactNotFoundError, type ArtifactRef } from '../storage/artifact-store.js';
 import { MonitoringStore } from '../storage/monitoring-store.js';
 import { baselineEdges } from './distances.js';
-import { classIndexer, liveMetrics } from './live-metrics.js';
-import { estimateBinaryPerformance, estimateMulticlassPerformance } from './performance-estimate.js';
+import { estimatePerformance, windowCalibration, type CalibrationReport } from './eval-calibration.js';
+import { labelledMetrics } from './labelled-metrics.js';
 import type { FeatureMonitoring, MonitorWindowInput, WindowSummary } from './types.js';
 import {
   analyzeFeature,
@@ -82,6 +81,8 @@ export interface WindowReport {
   readonly unmatchedLabels: number;
   /** The estimate over the labelled rows only, to compare with the live metrics on the same rows. */
   readonly estimatedOnLabelled?: Readonly<Record<string, number>>;
+  /** Classifiers: whether the estimates read probabilities calibrated on the eval split, and how well that did. */
+  readonly calibration?: CalibrationReport;
   readonly notes: readonly string[];
 }
 
@@ -98,6 +99,8 @@ interface Target {
   readonly transform?: FittedTransform;
   /** The prepared train split (Transform's `train` output): the preferred skew baseline. */
   readonly train?: ArtifactRef;
+  /** The prepared eval split: what the estimates' calibration is fitted on. */
+  readonly eval?: ArtifactRef;
 }
 
 /** A store on the activities' pool (ActivityDeps carries the pool, not a Drizzle handle). */
@@ -143,6 +146,7 @@ async function resolveTarget(deps: ActivityDeps, deploymentName: string, notes: 
   const prepared = stageOutputs(run.stages, 'prepare');
   const transformRef = artifactRefOf(prepared?.transform);
   const train = artifactRefOf(prepared?.train);
+  const evalSplit = artifactRefOf(prepared?.eval);
   const [statistics, transform] = await Promise.all([
     statisticsRef ? readJson<DatasetStatistics>(deps, statisticsRef) : undefined,
     transformRef ? readJson<FittedTransform>(deps, transformRef) : undefined,
@@ -160,6 +164,7 @@ async function resolveTarget(deps: ActivityDeps, deploymentName: string, notes: 
     ...(classes ? { classes } : {}),
     ...(transform ? { transform } : {}),
     ...(train ? { train } : {}),
+    ...(evalSplit ? { eval: evalSplit } : {}),
   };
 }
 
@@ -251,77 +256,6 @@ function thresholdsOf(settings: MonitoringSettings, feature: string): FeatureThr
   return { skew: own?.skew ?? settings.thresholds.skew, drift: own?.drift ?? settings.thresholds.drift };
 }
 
-/** Live metrics of the labelled rows, the estimate on those same rows, and how many labels matched no class. */
-function labelledMetrics(
-  scan: WindowScan,
-  task: LabelTask | undefined,
-  classes: readonly string[],
-  threshold: number,
-): {
-  live?: Record<string, number>;
-  estimatedOnLabelled?: Record<string, number>;
-  labelled: number;
-  unmatched: number;
-} {
-  const n = scan.feedbackLabels.length;
-  if (n === 0) return { labelled: 0, unmatched: 0 };
-  const outputs = scan.feedbackOutputs.view();
-  if (scan.outputKind === 'prediction') {
-    const labels: number[] = [];
-    const predictions: number[] = [];
-    scan.feedbackLabels.forEach((text, i) => {
-      const y = text.trim() === '' ? Number.NaN : Number(text);
-      if (Number.isFinite(y) && Number.isFinite(outputs[i]!)) {
-        labels.push(y);
-        predictions.push(outputs[i]!);
-      }
-    });
-    const live = liveMetrics({
-      task: 'regression',
-      labels: Float64Array.from(labels),
-      outputs: Float64Array.from(predictions),
-      classCount: 1,
-      threshold,
-    });
-    return { live, labelled: labels.length, unmatched: n - labels.length };
-  }
-  const k = scan.classCount;
-  if (k < 2 || outputs.length !== n * k) return { labelled: 0, unmatched: n };
-  const indexOf = classIndexer(classes);
-  const labels: number[] = [];
-  const rows: number[] = [];
-  scan.feedbackLabels.forEach((text, i) => {
-    const y = indexOf(text);
-    if (y === undefined || y >= k) return;
-    labels.push(y);
-    for (let c = 0; c < k; c++) rows.push(outputs[i * k + c]!);
-  });
-  const binary = k === 2 && task !== 'multiclass';
-  const probabilities = Float64Array.from(rows);
-  const live = liveMetrics({
-    task: binary ? 'binary' : 'multiclass',
-    labels: Float64Array.from(labels),
-    outputs: probabilities,
-    classCount: k,
-    threshold,
-  });
-  const estimatedOnLabelled =
-    labels.length === 0
-      ? undefined
-      : binary
-        ? estimateBinaryPerformance(
-            probabilities.filter((_, i) => i % 2 === 1),
-            threshold,
-          )
-        : estimateMulticlassPerformance(probabilities, k);
-  return {
-    live,
-    ...(estimatedOnLabelled ? { estimatedOnLabelled } : {}),
-    labelled: labels.length,
-    unmatched: n - labels.length,
-  };
-}
-
 /** The classes by probability index: the training run's, else as the served labels show them. */
 function classesOf(target: Target, scan: WindowScan): string[] {
   if (target.classes && target.classes.length >= scan.classCount) return [...target.classes];
@@ -331,8 +265,9 @@ function classesOf(target: Target, scan: WindowScan): string[] {
 /**
  * Computes one window of a deployment and stores it: reads the champion's logged predictions in
  * [windowEnd − windowSeconds, windowEnd) with their feedback, measures skew and drift per feature and for the
- * predictions, live metrics (labelled rows) and estimated ones (classifiers, from the probabilities alone), writes the
- * report artifact and upserts the window's row.
+ * predictions, live metrics (labelled rows) and estimated ones (classifiers, from the probabilities alone, calibrated
+ * on the version's eval split when it has one: see eval-calibration.ts), writes the report artifact and upserts the
+ * window's row.
  *
  * Idempotent and retriable: the same span of the same deployment always maps to the same row (updated in place,
  * same id; the report is content-addressed), so a retry or a recomputation after late feedback writes no second row.
@@ -447,15 +382,28 @@ export async function computeMonitoringWindow(deps: ActivityDeps, input: Monitor
 
   const classes = classifier ? classesOf(target, scan) : [];
   const threshold = target.definition?.evaluation.threshold ?? 0.5;
-  const labelled = labelledMetrics(scan, task, classes, threshold);
+  const binary = scan.classCount === 2 && task !== 'multiclass';
+  const calibrated =
+    scan.outputKind === 'probabilities'
+      ? await windowCalibration(
+          deps,
+          {
+            eval: target.eval,
+            transform: target.transform,
+            model: { uri: version.onnxUri, sha256: version.sha256 },
+            classCount: scan.classCount,
+            binary,
+            cached: previous?.summary.versionId === version.id ? previous.calibration?.artifact : undefined,
+          },
+          notes,
+        )
+      : undefined;
+  const labelled = labelledMetrics(scan, task, classes, threshold, calibrated?.calibration);
   const probabilities = scan.probabilities.view();
   const estimated =
     scan.outputKind !== 'probabilities' || probabilities.length === 0
       ? undefined
-      : scan.classCount === 2 && task !== 'multiclass'
-        ? estimateBinaryPerformance(probabilities, threshold)
-        : estimateMulticlassPerformance(probabilities, scan.classCount);
-  if (estimated) notes.push('estimates take the logged probabilities as calibrated (no calibration step)');
+      : estimatePerformance(probabilities, scan.classCount, binary, threshold, calibrated?.calibration);
   const estimateGap =
     labelled.live && labelled.estimatedOnLabelled
       ? Object.fromEntries(
@@ -508,6 +456,7 @@ export async function computeMonitoringWindow(deps: ActivityDeps, input: Monitor
     ...(classifier ? { classes } : {}),
     unmatchedLabels: labelled.unmatched,
     ...(labelled.estimatedOnLabelled ? { estimatedOnLabelled: labelled.estimatedOnLabelled } : {}),
+    ...(calibrated ? { calibration: calibrated.report } : {}),
     notes,
   };
   const ref = await deps.artifacts.put(`${JSON.stringify(report)}\n`, {

@@ -10,9 +10,15 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataEngine, sqlString } from '../../data/engine.js';
 import { prepareDataset } from '../../data/prepare.js';
+import { columnNames } from '../../data/transform.js';
 import type { DatasetStatistics } from '../../data/types.js';
+import { exportOnnx } from '../../models/onnx/index.js';
+import { applyIsotonic } from '../../monitoring/calibration.js';
+import type { StoredCalibration } from '../../monitoring/eval-calibration.js';
+import { estimateBinaryPerformance } from '../../monitoring/performance-estimate.js';
 import { computeMonitoringWindow, monitoringStoreOn, type WindowReport } from '../../monitoring/window.js';
 import type { WindowSummary } from '../../monitoring/types.js';
+import type { ArtifactRef } from '../../storage/artifact-store.js';
 import {
   deployMonitoredVersion,
   insertFeedback,
@@ -234,8 +240,14 @@ describe('computeMonitoringWindow', () => {
     const report = JSON.parse((await platform.artifacts.get(secondWindow.reportUri!)).toString('utf8')) as {
       features: { feature: string; counts?: number[]; edges?: number[]; topShifted: { skew: unknown[] } }[];
       previousWindowId?: string;
+      calibration?: WindowReport['calibration'];
     };
     expect(report.previousWindowId).toBe(firstWindow.windowId);
+    // Its run recorded no eval split: the estimate reads the logged probabilities, and says so.
+    expect(report.calibration).toEqual({
+      calibrated: false,
+      reason: 'the training run recorded no eval split to calibrate on',
+    });
     const distance = report.features.find((f) => f.feature === 'distance')!;
     expect(distance.counts!.reduce((a, b) => a + b, 0)).toBe(ROWS);
     expect(distance.counts![distance.counts!.length - 1]).toBeGreaterThan(ROWS / 2);
@@ -272,7 +284,9 @@ describe('computeMonitoringWindow', () => {
 /**
  * A version whose run recorded no snapshot statistics but a real prepared train split (data/prepare.ts over a
  * snapshot written here), with `hour` computed by `hour(ts)`: every feature gets skew against the train split, the
- * predictions against its labels, and the split's statistics are computed once and reused by the next window.
+ * predictions against its labels, and the split's statistics are computed once and reused by the next window. Its
+ * graph (a linear model on distance, deliberately underconfident) scores the eval split once, and the estimates read
+ * the probabilities through the isotonic calibration fitted there.
  */
 describe('computeMonitoringWindow with features computed by expressions', () => {
   const computed = `computed-${suffix}`;
@@ -295,18 +309,27 @@ describe('computeMonitoringWindow with features computed by expressions', () => 
     }));
   }
 
+  const firstServed = served(T1, 11, false);
+  const secondServed = served(new Date(T1.getTime() + HOUR), 12, true);
+  /** Every fourth row of the second window gets feedback. */
+  const labelledServed = secondServed.filter((_, i) => i % 4 === 0);
+  let evalSplit: ArtifactRef;
+  let evalRows: number;
+  let onnx: ArtifactRef;
+
   beforeAll(async () => {
     const deps = platform.activityDeps;
     const workDir = fs.mkdtempSync(path.join(deps.scratchDir, 'computed-'));
     const engine = await DataEngine.open({ workDir });
     let stages: Record<string, Record<string, unknown>>;
     try {
-      // Training saw every hour of the day, distance uniform on [0, 1000), four origins, half of the flights late.
+      // Training saw every hour of the day, distance uniform on [0, 1000), four origins, half of the flights late:
+      // those with distance plus a noise uniform on [−200, 200) over 500.
       const snapshot = path.join(workDir, 'snapshot.parquet');
       await engine.run(
         `COPY (SELECT TIMESTAMP '2026-01-01 00:00:00' + to_minutes(i * 37) AS ts,
             ((i * 7919) % 1000)::DOUBLE AS distance, ['PIT', 'SEA', 'ORD', 'ATL'][(i % 4) + 1] AS origin,
-            CASE WHEN (i * 7) % 10 < 5 THEN 'yes' ELSE 'no' END AS delayed
+            CASE WHEN (i * 7919) % 1000 + CAST(hash(i) % 400 AS DOUBLE) - 200 >= 500 THEN 'yes' ELSE 'no' END AS delayed
           FROM range(4000) t(i)) TO ${sqlString(snapshot)} (FORMAT parquet)`,
       );
       const prepared = await prepareDataset(
@@ -324,8 +347,24 @@ describe('computeMonitoringWindow with features computed by expressions', () => 
         path.join(workDir, 'out'),
       );
       const train = await deps.artifacts.putFile(prepared.train.path, { kind: 'train.parquet' });
+      evalSplit = await deps.artifacts.putFile(prepared.eval.path, { kind: 'eval.parquet' });
+      evalRows = prepared.eval.rows;
       const transform = await deps.artifacts.put(JSON.stringify(prepared.transform), { kind: 'transform.json' });
-      stages = { prepare: { train: { ...train }, transform: { ...transform }, classes: prepared.labelInfo.classes } };
+      // P(yes) = sigmoid(0.5 z) of the standardised distance: about 0.3 to 0.7 where the truth goes from 0 to 1.
+      const weights = columnNames(prepared.transform).map((column) => (column === 'distance' ? 0.5 : 0));
+      const graph = exportOnnx(
+        { kind: 'linear', task: 'binary', weights: [weights], intercepts: [0] },
+        prepared.transform,
+      );
+      onnx = await deps.artifacts.put(Buffer.from(graph.bytes), { kind: 'model.onnx' });
+      stages = {
+        prepare: {
+          train: { ...train },
+          eval: { ...evalSplit },
+          transform: { ...transform },
+          classes: prepared.labelInfo.classes,
+        },
+      };
     } finally {
       engine.close();
       fs.rmSync(workDir, { recursive: true, force: true });
@@ -346,11 +385,13 @@ describe('computeMonitoringWindow with features computed by expressions', () => 
         monitoring: { minRows: 50, thresholds: { skew: 0.1, drift: 0.1 } },
       },
       stages,
+      onnx,
     });
-    await insertPredictionLogs(deps.pgPool, monitored, [
-      ...served(T1, 11, false),
-      ...served(new Date(T1.getTime() + HOUR), 12, true),
-    ]);
+    await insertPredictionLogs(deps.pgPool, monitored, [...firstServed, ...secondServed]);
+    await insertFeedback(
+      deps.pgPool,
+      labelledServed.map((r, i) => ({ requestId: r.requestId, label: i % 3 === 0 ? 'yes' : 'no' })),
+    );
   }, 120_000);
 
   const computeComputed = (end: Date) =>
@@ -360,8 +401,11 @@ describe('computeMonitoringWindow with features computed by expressions', () => 
       windowSeconds: 3600,
     });
 
+  let before: WindowSummary;
+  let after: WindowSummary;
+
   it('measures skew of every feature, the computed one included, and a shift in it is flagged', async () => {
-    const before = await computeComputed(new Date(T1.getTime() + HOUR));
+    before = await computeComputed(new Date(T1.getTime() + HOUR));
     expect(before.rows).toBe(ROWS);
     for (const f of before.features) {
       expect(f.skew, f.feature).toBeDefined();
@@ -376,7 +420,7 @@ describe('computeMonitoringWindow with features computed by expressions', () => 
     expect(beforeReport.baseline?.features?.uri).toMatch(/^s3:\/\//);
     expect(beforeReport.notes.some((n) => n.startsWith("computed the train split's statistics"))).toBe(true);
 
-    const after = await computeComputed(new Date(T1.getTime() + 2 * HOUR));
+    after = await computeComputed(new Date(T1.getTime() + 2 * HOUR));
     const byName = new Map(after.features.map((f) => [f.feature, f]));
     expect(byName.get('hour')?.skew).toMatchObject({ method: 'jensen_shannon', breached: true });
     expect(byName.get('hour')?.drift?.breached).toBe(true);
@@ -387,5 +431,47 @@ describe('computeMonitoringWindow with features computed by expressions', () => 
     const afterReport = await reportOf(after);
     expect(afterReport.baseline?.features).toEqual(beforeReport.baseline?.features);
     expect(afterReport.notes.some((n) => n.startsWith("computed the train split's statistics"))).toBe(false);
+  });
+
+  it('estimates through the calibration fitted once on the eval split, on every row and on the labelled ones', async () => {
+    const [beforeReport, afterReport] = await Promise.all([reportOf(before), reportOf(after)]);
+    expect(beforeReport.calibration).toMatchObject({
+      calibrated: true,
+      artifact: { eval: evalSplit.uri, model: onnx.sha256 },
+      evalRows,
+    });
+    const ece = beforeReport.calibration!.ece!;
+    expect(ece.after!).toBeLessThan(ece.before / 2);
+    expect(beforeReport.notes).toContain(`calibrated on the eval split: ${beforeReport.calibration!.artifact!.uri}`);
+    // The next window read it back instead of scoring the eval split again.
+    expect(afterReport.calibration).toEqual(beforeReport.calibration);
+    expect(afterReport.notes.some((n) => n.startsWith('calibrated on the eval split'))).toBe(false);
+
+    const stored = JSON.parse(
+      (await platform.artifacts.get(beforeReport.calibration!.artifact!)).toString('utf8'),
+    ) as StoredCalibration;
+    const map = stored.calibration!.maps[0]!;
+    const logged = (rows: readonly LoggedPrediction[]) => Float64Array.from(rows, (r) => r.p);
+    const calibrated = (rows: readonly LoggedPrediction[]) =>
+      estimateBinaryPerformance(
+        logged(rows).map((p) => applyIsotonic(map, p)),
+        0.5,
+        logged(rows),
+      );
+    const expectClose = (actual: Readonly<Record<string, number>> | undefined, expected: Record<string, number>) => {
+      for (const [metric, value] of Object.entries(expected)) expect(actual?.[metric], metric).toBeCloseTo(value, 9);
+    };
+    expectClose(before.estimated, calibrated(firstServed));
+    expectClose(after.estimated, calibrated(secondServed));
+    expectClose(afterReport.estimatedOnLabelled, calibrated(labelledServed));
+    // Not what the logged probabilities say at face value.
+    const faceValue = estimateBinaryPerformance(logged(firstServed)).accuracy!;
+    expect(Math.abs(before.estimated!.accuracy! - faceValue)).toBeGreaterThan(0.02);
+    // The gap is still realized minus estimated, on the labelled rows.
+    expect(after.labelledRows).toBe(labelledServed.length);
+    expect(after.estimateGap?.accuracy).toBeCloseTo(
+      after.live!.accuracy! - afterReport.estimatedOnLabelled!.accuracy!,
+      12,
+    );
   });
 });

@@ -28,7 +28,8 @@ export interface MonitoredVersion {
 
 /**
  * Saves `definition`, records a run of it whose `stages` finished with the given outputs (stage name → outputs), and
- * deploys a blessed version of that run as `deployment`'s champion.
+ * deploys a blessed version of that run as `deployment`'s champion: the graph `onnx` when given (a stored artifact),
+ * else an address where nothing is stored.
  */
 export async function deployMonitoredVersion(
   deps: ActivityDeps,
@@ -37,6 +38,7 @@ export async function deployMonitoredVersion(
     readonly definition: PipelineDefinitionInput;
     readonly stages: Readonly<Record<string, Record<string, unknown>>>;
     readonly metrics?: Readonly<Record<string, number>>;
+    readonly onnx?: { readonly uri: string; readonly sha256: string };
   },
 ): Promise<MonitoredVersion> {
   const definition = pipelineDefinitionSchema.parse(spec.definition);
@@ -51,10 +53,10 @@ export async function deployMonitoredVersion(
     await deps.pipelines.startStage(workflowId, stage, 1);
     await deps.pipelines.finishStage(workflowId, stage, { status: 'succeeded', outputs });
   }
-  const sha256 = randomUUID().replace(/-/g, '').padEnd(64, '0');
+  const sha256 = spec.onnx?.sha256 ?? randomUUID().replace(/-/g, '').padEnd(64, '0');
   const { version } = await deps.registry.registerVersion({
     modelName: definition.name,
-    onnxUri: `s3://${deps.artifacts.bucket}/artifacts/sha256/${sha256.slice(0, 2)}/${sha256}`,
+    onnxUri: spec.onnx?.uri ?? `s3://${deps.artifacts.bucket}/artifacts/sha256/${sha256.slice(0, 2)}/${sha256}`,
     sha256,
     signature: { inputs: [], outputs: [] },
     metrics: { ...(spec.metrics ?? { auc: 0.8, accuracy: 0.75 }) },
