@@ -8,17 +8,7 @@ import {
   expectedAuc,
   expectedConfusion,
 } from '../../../monitoring/performance-estimate.js';
-
-/** A small deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { random } from '../../support/random.js';
 
 describe('confidence-based performance estimation', () => {
   it('builds the expected confusion matrix row by row', () => {
