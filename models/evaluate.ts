@@ -118,7 +118,7 @@ export async function evaluateOnnxModel(options: EvaluateOnnxOptions): Promise<E
   for (const feature of sliceFeatures) sliceValues.push(await topValues(engine, file, feature, maxSliceValues));
 
   const scored = await withSession(options, (session) =>
-    scoreFile(session, engine, file, types, {
+    scoreFile(session, engine, `read_parquet(${file})`, types, {
       task,
       rows,
       classCount,
@@ -168,16 +168,24 @@ export async function evaluateOnnxModel(options: EvaluateOnnxOptions): Promise<E
 }
 
 /** Options of {@link scoreOnnxModel}: the graph, the eval file and what reads it (as {@link EvaluateOnnxOptions}). */
-export type ScoreOnnxOptions = Pick<
+export interface ScoreOnnxOptions extends Pick<
   EvaluateOnnxOptions,
   'onnx' | 'evalPath' | 'transform' | 'engine' | 'batchRows' | 'session'
->;
+> {
+  /**
+   * Score at most `rows` rows: a file with more gives a sample of exactly `rows`, chosen by a hash of each row's
+   * position in the file and `seed` (an integer), so the same file, `rows` and `seed` always give the same rows.
+   */
+  readonly sample?: { readonly rows: number; readonly seed: number };
+}
 
-/** Every row of an eval file run through a graph, in file order. */
+/** Every row of an eval file (or the sample of them asked for) run through a graph, in file order. */
 export interface EvalScores {
   readonly task: LabelTask;
   /** 2 for binary, K for multiclass, 1 for regression. */
   readonly classCount: number;
+  /** Rows of the file: more than `labels.length` when a sample was scored. */
+  readonly fileRows: number;
   /** Class indexes (classification) or targets (regression). */
   readonly labels: Float64Array;
   /** Classification: probabilities row-major, rows × classCount (binary: [1 − p, p]); regression: predictions. */
@@ -185,23 +193,45 @@ export interface EvalScores {
 }
 
 /**
- * Runs the graph on every row of `evalPath` exactly as {@link evaluateOnnxModel} does and returns each row's label and
- * outputs instead of metrics (what a calibration of the probabilities is fitted on). Reads only.
+ * Runs the graph on every row of `evalPath` (or on `sample.rows` of them) exactly as {@link evaluateOnnxModel} does
+ * and returns each row's label and outputs instead of metrics (what a calibration of the probabilities is fitted on).
+ * Reads only; memory grows with the rows scored, not with the file.
  *
- * @throws EvaluationError in the cases evaluateOnnxModel throws it.
+ * @throws EvaluationError in the cases evaluateOnnxModel throws it, or when a sampled file has a column named
+ *   `file_row_number`.
+ * @example await scoreOnnxModel({ onnx, evalPath, transform, engine, sample: { rows: 200_000, seed: 1 } })
  */
 export async function scoreOnnxModel(options: ScoreOnnxOptions): Promise<EvalScores> {
   const { transform, engine } = options;
   const task = transform.label.task;
   const batchRows = options.batchRows ?? 50_000;
   positiveInteger('batchRows', batchRows);
+  if (options.sample) {
+    positiveInteger('sample.rows', options.sample.rows);
+    if (!Number.isSafeInteger(options.sample.seed)) throw new RangeError(`sample.seed: ${options.sample.seed}`);
+  }
   const classCount = classCountOf(transform);
   const file = sqlString(options.evalPath);
-  const { types, rows } = await evalFile(engine, file);
-  const scored = await withSession(options, (session) =>
-    scoreFile(session, engine, file, types, { task, rows, classCount, batchRows, sliceFeatures: [], sliceCodes: [] }),
-  );
-  return { task, classCount, labels: scored.labels, outputs: scored.outputs };
+  const { types, rows: fileRows } = await evalFile(engine, file);
+  const sample = options.sample && fileRows > options.sample.rows ? options.sample : undefined;
+  if (sample && types.has('file_row_number'))
+    throw new EvaluationError('the eval file has a column named file_row_number: it cannot be sampled');
+  // As models/dataset.ts sampleRows: the rows whose hashed position comes first, read in file order.
+  const from = sample
+    ? `(SELECT * FROM read_parquet(${file}, file_row_number = true)
+        ORDER BY hash(file_row_number, ${sample.seed}), file_row_number LIMIT ${sample.rows})`
+    : `read_parquet(${file})`;
+  const spec: ScoreSpec = {
+    task,
+    rows: sample?.rows ?? fileRows,
+    ...(sample ? { orderBy: 'file_row_number' } : {}),
+    classCount,
+    batchRows,
+    sliceFeatures: [],
+    sliceCodes: [],
+  };
+  const scored = await withSession(options, (session) => scoreFile(session, engine, from, types, spec));
+  return { task, classCount, fileRows, labels: scored.labels, outputs: scored.outputs };
 }
 
 /** Input of {@link computeMetrics}. */
@@ -400,18 +430,24 @@ interface Scored {
 
 interface ScoreSpec {
   readonly task: LabelTask;
+  /** The rows `from` gives. */
   readonly rows: number;
+  /** The order they are read in; default the relation's own (file order for a bare read_parquet). */
+  readonly orderBy?: string;
   readonly classCount: number;
   readonly batchRows: number;
   readonly sliceFeatures: readonly FittedFeature[];
   readonly sliceCodes: readonly Map<SliceValue, number>[];
 }
 
-/** Streams the file and runs every row through the graph, keeping labels, outputs and slice codes. */
+/**
+ * Streams the relation `from` (over the eval file) and runs every row through the graph, keeping labels, outputs and
+ * slice codes.
+ */
 async function scoreFile(
   session: ort.InferenceSession,
   engine: DataEngine,
-  file: string,
+  from: string,
   types: ReadonlyMap<string, string>,
   spec: ScoreSpec,
 ): Promise<Scored> {
@@ -461,7 +497,8 @@ async function scoreFile(
     pendingRows = 0;
   };
 
-  const result = await engine.connection.stream(`SELECT ${select.join(', ')} FROM read_parquet(${file})`);
+  const order = spec.orderBy ? ` ORDER BY ${spec.orderBy}` : '';
+  const result = await engine.connection.stream(`SELECT ${select.join(', ')} FROM ${from}${order}`);
   for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
     const count = chunk.rowCount;
     if (read + count > rows)

@@ -1,17 +1,31 @@
 /**
- * The calibration behind a served classifier's estimated metrics: the version's evaluation split scored once through
- * the version's own ONNX graph (the bytes serving runs, so what is fitted on is what gets logged), isotonic maps
- * fitted on it (calibration.ts), stored as a JSON artifact. Each window's report carries its address, so the next
- * window of the same version reads it instead of scoring the split again (as training-baseline.ts does for the train
- * split). The Evaluator keeps metrics, not per-row predictions, so there is nothing of its to reuse.
+ * The calibration behind a served classifier's estimated metrics: the version's evaluation split (at most
+ * {@link MAX_CALIBRATION_ROWS} rows of it, a seeded sample of a larger one) scored through the version's own ONNX graph
+ * (the bytes serving runs, so what is fitted on is what gets logged), isotonic maps fitted on it (calibration.ts),
+ * stored as a JSON artifact. Fitted once per split, graph and algorithm: each window's report carries the artifact's
+ * address, and the metadata store records it under a key derived from those three (calibration-store.ts), so any
+ * later window of the version finds it, with or without the previous window's report. The Evaluator keeps metrics,
+ * not per-row predictions, so there is nothing of its to reuse.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { ActivityDeps } from '../activities/deps.js';
+import { DomainError } from '../core/errors.js';
 import { DataEngine } from '../data/engine.js';
 import type { FittedTransform } from '../data/transform.js';
 import { EvaluationError, scoreOnnxModel } from '../models/evaluate.js';
 import { ArtifactNotFoundError, type ArtifactRef } from '../storage/artifact-store.js';
+import { ArtifactIntegrityError } from '../storage/content-hash.js';
+import {
+  CALIBRATION_ALGORITHM,
+  calibrationKey,
+  readStoredCalibration,
+  recordedCalibration,
+  storeCalibration,
+  type CalibrationRef,
+  type CalibrationStoreDeps,
+  type StoredCalibration,
+} from './calibration-store.js';
 import {
   applyCalibration,
   applyIsotonic,
@@ -21,22 +35,15 @@ import {
 } from './calibration.js';
 import { estimateBinaryPerformance, estimateMulticlassPerformance } from './performance-estimate.js';
 
-/** Where a report keeps the calibration: the artifact, and the eval split and graph it was fitted from. */
-export interface CalibrationRef {
-  readonly uri: string;
-  readonly sha256: string;
-  /** The URI of the eval split. */
-  readonly eval: string;
-  /** The sha256 of the ONNX graph that scored it. */
-  readonly model: string;
-}
+/** At most this many eval rows are scored and fitted on: a larger split gives a seeded sample of this many. */
+export const MAX_CALIBRATION_ROWS = 200_000;
+/** The sample's seed: fixed, so a split always gives the same rows. */
+const SAMPLE_SEED = 1;
 
-/** The artifact: the fit (or why there is none) and what it came from. */
-export interface StoredCalibration extends CalibrationFit {
-  readonly version: 1;
-  readonly eval: string;
-  readonly model: string;
-}
+export type { CalibrationRef, StoredCalibration } from './calibration-store.js';
+
+/** What fitting, storing and finding a calibration use. */
+export type CalibrationDeps = CalibrationStoreDeps & Pick<ActivityDeps, 'scratchDir'>;
 
 /** What a calibration is fitted from. */
 export interface CalibrationSource {
@@ -54,6 +61,8 @@ export interface CalibrationReport {
   readonly artifact?: CalibrationRef;
   /** Eval rows the maps were fitted on. */
   readonly evalRows?: number;
+  /** Rows of the eval split: more than `evalRows` when the maps were fitted on a seeded sample of it. */
+  readonly evalSplitRows?: number;
   /** Expected calibration error on the eval split, before and after (out of fold); see CalibrationFit. */
   readonly ece?: CalibrationFit['ece'];
   /** Why the estimates are not calibrated. */
@@ -66,75 +75,117 @@ export interface WindowCalibration {
   readonly report: CalibrationReport;
 }
 
+/** A calibration found (`reused`) or fitted now, or why none could be fitted this time (then nothing is stored). */
+export type EvalCalibration =
+  | { readonly stored: StoredCalibration; readonly ref: CalibrationRef; readonly reused: boolean }
+  | { readonly failed: string };
+
+/** Options of {@link evalCalibration}. */
+export interface EvalCalibrationOptions {
+  /** At most this many eval rows are fitted on (a seeded sample of a larger split). Default MAX_CALIBRATION_ROWS. */
+  readonly maxRows?: number;
+}
+
 /**
- * Scores `source.eval` through `source.model` and fits the calibration on it. Read-only; works in a folder under
- * `deps.scratchDir`, removed afterwards.
+ * The calibration of a version whose eval split and graph are `source`'s, fitted at most once per split, graph and
+ * {@link CALIBRATION_ALGORITHM}: the artifact `cached` names, else the one recorded under its key (see
+ * calibration-store.ts), else fitted now, stored and recorded under that key. A cached or recorded artifact that
+ * cannot be read, parsed or trusted (missing, corrupt, of another algorithm) is logged and fitted again.
  *
- * @throws ArtifactNotFoundError when the eval split or the graph no longer exists.
+ * A graph that cannot score the split (a non-retryable EvaluationError: a missing column, a bad label) is stored as a
+ * skipped fit, so later windows do not try again. Any other failure of scoring or fitting (onnxruntime, DuckDB, a
+ * bug), and an eval split or graph that fails its integrity check, gives `failed`, stored nowhere, so a later window
+ * tries again. Idempotent and retriable: a retry finds what an earlier attempt stored, or stores the same.
+ *
+ * @param cached the calibration an earlier window of the same version used (from its report), if any.
+ * @throws ArtifactNotFoundError when it must be fitted and the eval split or the graph no longer exists.
+ * @throws a retryable DomainError (the eval file changed while it was read) and the stores' own failures (S3,
+ *   Postgres), for the activity's retry policy.
+ */
+export async function evalCalibration(
+  deps: CalibrationDeps,
+  source: CalibrationSource,
+  cached: CalibrationRef | undefined,
+  options: EvalCalibrationOptions = {},
+): Promise<EvalCalibration> {
+  const maxRows = options.maxRows ?? MAX_CALIBRATION_ROWS;
+  const expected = { eval: source.eval.uri, model: source.model.sha256 };
+  if (cached && cached.eval === expected.eval && cached.model === expected.model) {
+    const stored = await readStoredCalibration(deps, cached, expected);
+    if (stored) return { stored, ref: cached, reused: true };
+  }
+  const key = calibrationKey(source.eval.sha256, source.model.sha256, maxRows);
+  const recorded = await recordedCalibration(deps, key);
+  if (recorded && recorded.uri !== cached?.uri) {
+    const stored = await readStoredCalibration(deps, recorded, expected);
+    if (stored) return { stored, ref: recorded, reused: true };
+  }
+  const fit = await fitOrFail(deps, source, maxRows);
+  if ('failed' in fit) return fit;
+  const stored: StoredCalibration = { version: CALIBRATION_ALGORITHM, ...expected, ...fit };
+  return { stored, ref: await storeCalibration(deps, key, stored), reused: false };
+}
+
+/** Fits the calibration of `source`, or says why it cannot now; see {@link evalCalibration} for which is which. */
+async function fitOrFail(
+  deps: CalibrationDeps,
+  source: CalibrationSource,
+  maxRows: number,
+): Promise<(CalibrationFit & { splitRows?: number }) | { failed: string }> {
+  const failed = (error: unknown, what: string) => {
+    const context = { eval: source.eval.uri, model: source.model.sha256, err: error };
+    deps.logger.warn(context, `${what}: the window's estimates go uncalibrated`);
+    return { failed: `${what}: ${error instanceof Error ? error.message : String(error)}` };
+  };
+  let file: string;
+  let onnx: Buffer;
+  try {
+    [file, onnx] = await Promise.all([
+      deps.artifacts.materialize(source.eval, path.join(deps.scratchDir, 'artifacts')),
+      deps.artifacts.get(source.model),
+    ]);
+  } catch (error) {
+    if (error instanceof ArtifactIntegrityError) return failed(error, 'the eval split or the model is corrupt');
+    throw error;
+  }
+  try {
+    return await fitOnSplit(deps, source.transform, file, onnx, maxRows);
+  } catch (error) {
+    if (error instanceof DomainError && error.retryable) throw error;
+    if (error instanceof EvaluationError)
+      return { rows: 0, skipped: `the model could not score its eval split: ${error.message}` };
+    return failed(error, 'the calibration could not be fitted');
+  }
+}
+
+/**
+ * Scores the eval file (a seeded sample of `maxRows` when it has more) through the graph and fits the calibration on
+ * it. Read-only; works in a folder under `deps.scratchDir`, removed afterwards.
+ *
  * @throws EvaluationError when the graph cannot score the split (see models/evaluate.ts).
  */
-export async function fitEvalCalibration(
-  deps: Pick<ActivityDeps, 'artifacts' | 'scratchDir'>,
-  source: CalibrationSource,
-): Promise<CalibrationFit> {
-  const [file, onnx] = await Promise.all([
-    deps.artifacts.materialize(source.eval, path.join(deps.scratchDir, 'artifacts')),
-    deps.artifacts.get(source.model),
-  ]);
+async function fitOnSplit(
+  deps: Pick<CalibrationDeps, 'scratchDir'>,
+  transform: FittedTransform,
+  file: string,
+  onnx: Uint8Array,
+  maxRows: number,
+): Promise<CalibrationFit & { splitRows: number }> {
   await mkdir(deps.scratchDir, { recursive: true });
   const workDir = await mkdtemp(path.join(deps.scratchDir, 'eval-calibration-'));
   try {
     const engine = await DataEngine.open({ workDir, readableDirs: [path.dirname(file)] });
     try {
-      const scored = await scoreOnnxModel({ onnx, evalPath: file, transform: source.transform, engine });
-      return calibrateOnEval(scored.outputs, scored.labels, scored.classCount, scored.task === 'binary');
+      const sample = { rows: maxRows, seed: SAMPLE_SEED };
+      const scored = await scoreOnnxModel({ onnx, evalPath: file, transform, engine, sample });
+      const fit = calibrateOnEval(scored.outputs, scored.labels, scored.classCount, scored.task === 'binary');
+      return { ...fit, splitRows: scored.fileRows };
     } finally {
       engine.close();
     }
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
-}
-
-/**
- * The calibration of a version whose eval split and graph are `source`'s: the artifact `cached` names when it was
- * fitted from that same split and graph and still exists, else fitted now and stored (content-addressed, so fitting
- * it twice stores one object). A graph that cannot score the split is stored as a skipped fit, so the next window
- * does not try again. Idempotent and retriable.
- *
- * @param cached the calibration an earlier window of the same version used (from its report), if any.
- * @throws ArtifactNotFoundError when it must be fitted and the eval split or the graph no longer exists.
- */
-export async function evalCalibration(
-  deps: Pick<ActivityDeps, 'artifacts' | 'scratchDir'>,
-  source: CalibrationSource,
-  cached: CalibrationRef | undefined,
-): Promise<{ stored: StoredCalibration; ref: CalibrationRef; reused: boolean }> {
-  if (cached && cached.eval === source.eval.uri && cached.model === source.model.sha256) {
-    try {
-      const stored = JSON.parse((await deps.artifacts.get(cached)).toString('utf8')) as StoredCalibration;
-      return { stored, ref: cached, reused: true };
-    } catch (error) {
-      if (!(error instanceof ArtifactNotFoundError)) throw error;
-    }
-  }
-  let fit: CalibrationFit;
-  try {
-    fit = await fitEvalCalibration(deps, source);
-  } catch (error) {
-    if (!(error instanceof EvaluationError)) throw error;
-    fit = { rows: 0, skipped: `the model could not score its eval split: ${error.message}` };
-  }
-  const stored: StoredCalibration = { version: 1, eval: source.eval.uri, model: source.model.sha256, ...fit };
-  const ref = await deps.artifacts.put(`${JSON.stringify(stored)}\n`, {
-    kind: 'calibration.json',
-    contentType: 'application/json',
-  });
-  return {
-    stored,
-    ref: { uri: ref.uri, sha256: ref.sha256, eval: source.eval.uri, model: source.model.sha256 },
-    reused: false,
-  };
 }
 
 const fixed = (x: number) => x.toFixed(4);
@@ -148,13 +199,14 @@ const fixed = (x: number) => x.toFixed(4);
  *   of the same version used.
  */
 export async function windowCalibration(
-  deps: Pick<ActivityDeps, 'artifacts' | 'scratchDir'>,
-  input: Partial<Pick<CalibrationSource, 'eval' | 'transform'>> & {
-    readonly model: CalibrationSource['model'];
-    readonly classCount: number;
-    readonly binary: boolean;
-    readonly cached: CalibrationRef | undefined;
-  },
+  deps: CalibrationDeps,
+  input: Partial<Pick<CalibrationSource, 'eval' | 'transform'>> &
+    EvalCalibrationOptions & {
+      readonly model: CalibrationSource['model'];
+      readonly classCount: number;
+      readonly binary: boolean;
+      readonly cached: CalibrationRef | undefined;
+    },
   notes: string[],
 ): Promise<WindowCalibration> {
   const uncalibrated = (reason: string, rest: Omit<CalibrationReport, 'calibrated' | 'reason'> = {}) => {
@@ -163,16 +215,23 @@ export async function windowCalibration(
   };
   const { eval: evalSplit, transform, model } = input;
   if (!evalSplit || !transform) return uncalibrated('the training run recorded no eval split to calibrate on');
-  let fitted: Awaited<ReturnType<typeof evalCalibration>>;
+  let fitted: EvalCalibration;
   try {
-    fitted = await evalCalibration(deps, { eval: evalSplit, transform, model }, input.cached);
+    const options = input.maxRows !== undefined ? { maxRows: input.maxRows } : {};
+    fitted = await evalCalibration(deps, { eval: evalSplit, transform, model }, input.cached, options);
   } catch (error) {
     if (!(error instanceof ArtifactNotFoundError)) throw error;
     return uncalibrated(`the eval split or the model no longer exists (${error.message})`);
   }
+  if ('failed' in fitted) return uncalibrated(fitted.failed);
   const { stored, ref, reused } = fitted;
   if (!reused) notes.push(`calibrated on the eval split: ${ref.uri}`);
-  const described = { artifact: ref, evalRows: stored.rows, ...(stored.ece ? { ece: stored.ece } : {}) };
+  const described = {
+    artifact: ref,
+    evalRows: stored.rows,
+    ...(stored.splitRows !== undefined ? { evalSplitRows: stored.splitRows } : {}),
+    ...(stored.ece ? { ece: stored.ece } : {}),
+  };
   const calibration = stored.calibration;
   if (!calibration) return uncalibrated(stored.skipped ?? 'no calibration was fitted', described);
   if (calibration.classCount !== input.classCount || (calibration.maps.length === 1) !== input.binary)
@@ -181,7 +240,13 @@ export async function windowCalibration(
       described,
     );
   const ece = stored.ece?.after !== undefined ? ` (ECE ${fixed(stored.ece.before)} → ${fixed(stored.ece.after)})` : '';
-  notes.push(`estimates read the probabilities calibrated on ${stored.rows} eval rows by isotonic regression${ece}`);
+  const sample =
+    stored.splitRows !== undefined && stored.splitRows > stored.rows
+      ? ` (a seeded sample of the split's ${stored.splitRows})`
+      : '';
+  notes.push(
+    `estimates read the probabilities calibrated on ${stored.rows} eval rows${sample} by isotonic regression${ece}`,
+  );
   return { calibration, report: { calibrated: true, ...described } };
 }
 
