@@ -53,6 +53,9 @@ export interface TrafficState {
 export interface StartCanaryResult extends TrafficState {
   readonly championVersionId: string;
   readonly challengerVersionId: string;
+  /** The versions' numbers, for the rollout's steps; absent from results recorded before they were added. */
+  readonly championVersion?: number;
+  readonly challengerVersion?: number;
   readonly trafficPercent: number;
   readonly stickyKey?: string;
   /** When the challenger's revision started: the comparison window's start. */
@@ -247,11 +250,14 @@ export function createDeploymentActivities(deps: ActivityDeps) {
       if (!champion || !challenger) {
         throw ApplicationFailure.create({
           type: FailureType.InvalidInput,
-          message: `deployment ${input.deploymentName} has no canary of version ${input.versionId} after starting it`,
+          message: `deployment ${input.deploymentName} has no canary of version id ${input.versionId} after starting it`,
           nonRetryable: true,
         });
       }
       const stickyKey = result.deployment.config[STICKY_KEY_CONFIG];
+      const [championVersion, challengerVersion] = await Promise.all(
+        [champion.versionId, challenger.versionId].map(async (id) => (await deps.registry.getVersionById(id))?.version),
+      );
       activityLogger(deps.logger).info(
         { deployment: input.deploymentName, versionId: input.versionId, trafficPercent: input.trafficPercent },
         result.changed ? 'canary started' : 'canary already running',
@@ -260,6 +266,8 @@ export function createDeploymentActivities(deps: ActivityDeps) {
         ...trafficState(input.deploymentName, result),
         championVersionId: champion.versionId,
         challengerVersionId: challenger.versionId,
+        ...(championVersion !== undefined ? { championVersion } : {}),
+        ...(challengerVersion !== undefined ? { challengerVersion } : {}),
         trafficPercent: challenger.trafficPercent,
         ...(typeof stickyKey === 'string' ? { stickyKey } : {}),
         since: challenger.startedAt.toISOString(),

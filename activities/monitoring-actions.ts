@@ -18,7 +18,6 @@ import {
 } from '../monitoring/alert-webhook.js';
 import {
   describeBreaches,
-  isMonitoringRollback,
   rollbackCause,
   rollbackReasonPrefix,
   type MonitoringPolicy,
@@ -29,7 +28,8 @@ import { pipelineDefinitionSchema } from '../pipelines/definition.js';
 import { fireTrigger } from '../pipelines/triggers.js';
 import type { JsonProperties } from '../schema/columns.js';
 import type { MonitoringAction, MonitoringActionKind } from '../schema/index.js';
-import { ChampionChangedError, type RevisionSummary } from '../storage/deployment-store.js';
+import { ChampionChangedError, RolloutRunningError } from '../storage/deployment-store.js';
+import { rollbackTarget } from '../storage/deployment-history.js';
 import { MonitoringActionStore, type MonitoringActionStatus } from '../storage/monitoring-action-store.js';
 import { RegistryConflictError, RegistryNotFoundError } from '../storage/registry-common.js';
 import { TriggerStore } from '../storage/trigger-store.js';
@@ -95,19 +95,8 @@ function outcomeOf(row: MonitoringAction): MonitoringActionOutcome {
   };
 }
 
-/**
- * The version to serve again instead of `current`: the newest earlier champion of another version that a monitoring
- * rollback has not already moved away from (so two bad versions do not take turns). History is newest first.
- */
-export function rollbackTarget(history: readonly RevisionSummary[], current: string): RevisionSummary | undefined {
-  const champions = history.filter((r) => r.role === 'champion');
-  const rolledBackFrom = new Set<string>();
-  for (const [i, revision] of champions.entries()) {
-    const before = champions.slice(i + 1).find((r) => r.versionId !== revision.versionId);
-    if (isMonitoringRollback(revision.reason) && before) rolledBackFrom.add(before.versionId);
-  }
-  return champions.find((r) => r.versionId !== current && !rolledBackFrom.has(r.versionId));
-}
+// Chosen as the API's rollback chooses (POST /v1/deployments/{name}/rollback), so neither undoes the other's.
+export { rollbackTarget };
 
 /** The monitor workflow's actions; served by the main task queue. */
 export function createMonitoringActionActivities(deps: ActivityDeps, options: MonitoringActionOptions = {}) {
@@ -289,8 +278,9 @@ export function createMonitoringActionActivities(deps: ActivityDeps, options: Mo
      * the deployment store (a new champion revision, the champion alias moved, serving notified) whose reason names
      * the window and the metric. Skipped when the floor was not crossed, the champion is no longer the window's
      * version (checked again by the deploy under the deployment's lock, so a champion deployed by someone else in the
-     * meantime is never replaced), or there is no earlier champion to serve; failed when the store refuses it (the
-     * earlier version is no longer fit to serve).
+     * meantime is never replaced), there is no earlier champion to serve, or a rollout holds the deployment or a
+     * canary runs on it (checked by the deploy under the lock: the traffic is never pulled from under a rollout, whose
+     * own analysis decides); failed when the store refuses it (the earlier version is no longer fit to serve).
      */
     async rollbackFromMonitoring(input: RollbackInput): Promise<MonitoringActionOutcome> {
       const { summary, rollback } = input;
@@ -333,6 +323,7 @@ export function createMonitoringActionActivities(deps: ActivityDeps, options: Mo
           reason,
           // Read above, outside the deploy's transaction: a deploy since then must not be rolled over.
           expectedChampionVersionId: summary.versionId,
+          refuseDuringRollout: true,
         });
         activityLogger(deps.logger).warn(
           { deployment: summary.deployment, from: champion.version, to: target.version, window: summary.windowId },
@@ -356,6 +347,17 @@ export function createMonitoringActionActivities(deps: ActivityDeps, options: Mo
               : now
                 ? `version ${now.version}`
                 : `version id ${error.currentVersionId}`,
+          );
+        }
+        if (error instanceof RolloutRunningError) {
+          const holder =
+            error.workflowId === null
+              ? 'a canary runs on the deployment'
+              : `rollout ${error.workflowId} holds the deployment`;
+          return record(
+            'skipped',
+            `${cause}, but ${holder}: its own analysis decides whether the canary is promoted or rolled back`,
+            { workflowId: error.workflowId },
           );
         }
         if (!(error instanceof RegistryConflictError || error instanceof RegistryNotFoundError)) throw error;

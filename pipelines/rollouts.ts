@@ -14,6 +14,7 @@ import {
 } from '../workflows/index.js';
 import { DomainError, type DomainErrorOptions } from '../core/errors.js';
 import type { DeploymentStore } from '../storage/deployment-store.js';
+import type { Page } from '../storage/page.js';
 import { reconcileRollouts } from './rollout-reconciler.js';
 
 export interface RolloutRunnerDeps {
@@ -22,9 +23,24 @@ export interface RolloutRunnerDeps {
   readonly taskQueue: string;
 }
 
+const ROLLOUT_WORKFLOW_TYPE = 'deploymentRollout';
+
+/** How long a read waits for a rollout's state query (a worker must answer it). */
+const ROLLOUT_QUERY_TIMEOUT_MS = 2_000;
+
+/** A rollout id: what follows the deployment's prefix in its workflow id. */
+const UUID_SUFFIX = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** The workflow id of a rollout: one per deployment and rollout id. */
 function rolloutWorkflowId(deploymentName: string, rolloutId: string): string {
   return `rollout-${deploymentName}-${rolloutId}`;
+}
+
+/** The rollout id in a rollout workflow's id of the deployment, or undefined when it is no such id. */
+export function rolloutIdOf(deploymentName: string, workflowId: string): string | undefined {
+  const prefix = rolloutWorkflowId(deploymentName, '');
+  const id = workflowId.slice(prefix.length);
+  return workflowId.startsWith(prefix) && UUID_SUFFIX.test(id) ? id : undefined;
 }
 
 export interface StartedRollout {
@@ -145,24 +161,99 @@ export async function getDeploymentRollout(
   rolloutId: string,
 ): Promise<RolloutView | undefined> {
   const workflowId = rolloutWorkflowId(deploymentName, rolloutId);
-  const handle = deps.client.workflow.getHandle(workflowId);
   let description;
   try {
-    description = await handle.describe();
+    description = await deps.client.workflow.getHandle(workflowId).describe();
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) return undefined;
     throw error;
   }
-  if (description.type !== 'deploymentRollout') return undefined;
-  const status = STATUSES[description.status.name] ?? 'unknown';
+  if (description.type !== ROLLOUT_WORKFLOW_TYPE) return undefined;
+  return readRollout(deps, rolloutId, workflowId, description.status.name);
+}
+
+/**
+ * The status of the rollout workflow `workflowId` (one describe call, no query: cheap enough to show beside a
+ * deployment), or `unknown` when Temporal has no such workflow.
+ */
+export async function rolloutWorkflowStatus(deps: RolloutRunnerDeps, workflowId: string): Promise<RolloutStatus> {
+  try {
+    const description = await deps.client.workflow.getHandle(workflowId).describe();
+    return STATUSES[description.status.name] ?? 'unknown';
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return 'unknown';
+    throw error;
+  }
+}
+
+/** A rollout of a deployment's list: its view, and when its workflow started and (the latest run) closed. */
+export interface ListedRollout extends RolloutView {
+  readonly startedAt: Date;
+  readonly closedAt: Date | null;
+}
+
+/**
+ * A page of the deployment's rollouts, newest first: the running one (at most one holds a deployment), then the
+ * others by when they ended, as Temporal's visibility orders them. A rollout that continued as new is listed once,
+ * with its latest run. Reads only; each rollout's state is read as {@link getDeploymentRollout} reads it.
+ */
+export async function listDeploymentRollouts(
+  deps: RolloutRunnerDeps,
+  deploymentName: string,
+  page: Page,
+): Promise<ListedRollout[]> {
+  const prefix = rolloutWorkflowId(deploymentName, '');
+  // Deployment names have no quotes (NAME_PATTERN), so the prefix cannot break out of the string literal.
+  const query = `WorkflowType = '${ROLLOUT_WORKFLOW_TYPE}' AND WorkflowId STARTS_WITH '${prefix}'`;
+  const seen = new Set<string>();
+  const found: { rolloutId: string; workflowId: string; status: string; startedAt: Date; closedAt: Date | null }[] = [];
+  for await (const execution of deps.client.workflow.list({
+    query,
+    pageSize: Math.min(100, page.offset + page.limit),
+  })) {
+    // `rollout-a-` also prefixes the rollouts of a deployment named `a-b`: only a UUID after it is one of `a`'s.
+    const rolloutId = rolloutIdOf(deploymentName, execution.workflowId);
+    if (rolloutId === undefined || seen.has(execution.workflowId)) continue;
+    seen.add(execution.workflowId);
+    if (seen.size <= page.offset) continue;
+    found.push({
+      rolloutId,
+      workflowId: execution.workflowId,
+      status: execution.status.name,
+      startedAt: execution.startTime,
+      closedAt: execution.closeTime ?? null,
+    });
+    if (found.length >= page.limit) break;
+  }
+  return Promise.all(
+    found.map(async (f) => ({
+      ...(await readRollout(deps, f.rolloutId, f.workflowId, f.status)),
+      startedAt: f.startedAt,
+      closedAt: f.closedAt,
+    })),
+  );
+}
+
+/** The rollout's state: its result once completed, else what its query answers, and why it failed. */
+async function readRollout(
+  deps: RolloutRunnerDeps,
+  rolloutId: string,
+  workflowId: string,
+  statusName: string,
+): Promise<RolloutView> {
+  const handle = deps.client.workflow.getHandle(workflowId);
+  const status = STATUSES[statusName] ?? 'unknown';
   const base = { rolloutId, workflowId, status };
   if (status === 'completed') {
     return { ...base, state: (await handle.result()) as DeploymentRolloutResult };
   }
-  // Running, or ended without a result: the query still answers (a worker replays the closed history).
+  // Running, or ended without a result: the query still answers (a worker replays the closed history). Without a
+  // worker it would wait for one; bounded, the rollout is answered without its state instead.
   let state: RolloutState | undefined;
   try {
-    state = await handle.query(rolloutStateQuery);
+    state = await deps.client.withDeadline(Date.now() + ROLLOUT_QUERY_TIMEOUT_MS, () =>
+      handle.query(rolloutStateQuery),
+    );
   } catch {
     state = undefined;
   }

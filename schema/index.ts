@@ -69,6 +69,7 @@ export {
   registeredModels,
   modelVersions,
   modelAliases,
+  modelAliasChanges,
   modelVersionTransitions,
   registeredModelsRelations,
   modelVersionsRelations,
@@ -86,6 +87,8 @@ export type {
   NewModelVersion,
   ModelAlias,
   NewModelAlias,
+  ModelAliasChange,
+  NewModelAliasChange,
   ModelVersionTransition,
   NewModelVersionTransition,
 } from './registry.js';

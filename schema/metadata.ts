@@ -96,7 +96,10 @@ export const events = pgTable(
   },
   (t) => [
     unique('events_artifact_execution_type_role_unique').on(t.artifactId, t.executionId, t.type, t.role),
-    index('events_execution_idx').on(t.executionId),
+    // A lineage walk takes one side of an artifact or an execution: an artifact's producers without reading each
+    // of its (possibly thousands of) consumers' entries first, and an execution's inputs or outputs alone.
+    index('events_artifact_type_idx').on(t.artifactId, t.type),
+    index('events_execution_type_idx').on(t.executionId, t.type),
     check('events_type_check', oneOf(t.type, EVENT_TYPES)),
   ],
 );

@@ -64,6 +64,8 @@ export const modelVersions = pgTable(
     status: text('status', { enum: MODEL_VERSION_STATUSES }).notNull().default('registered'),
     codeVersion: text('code_version'),
     sourceRunId: uuid('source_run_id').references(() => pipelineRuns.id, { onDelete: 'set null' }),
+    description: text('description'),
+    tags: jsonb('tags').$type<Record<string, string>>().notNull().default({}),
     createdAt: createdAt(),
   },
   (t) => [
@@ -78,7 +80,10 @@ export const modelVersions = pgTable(
   ],
 );
 
-/** Movable names (champion, staging, ...) that resolve to one version of a model. */
+/**
+ * Movable names (champion, staging, ...) that resolve to one version of a model. The primary key is what makes an
+ * alias name one version: concurrent moves of one alias upsert the same row, and the last to commit wins.
+ */
 export const modelAliases = pgTable(
   'model_aliases',
   {
@@ -119,6 +124,31 @@ export const modelVersionTransitions = pgTable(
   ],
 );
 
+/**
+ * Append-only audit of alias moves, with who or what moved each and why: `fromVersionId` null for a new alias,
+ * `toVersionId` null for a deleted one. The `champion` and `previous` aliases' moves are the deployments' (their
+ * revisions hold the same actor and reason).
+ */
+export const modelAliasChanges = pgTable(
+  'model_alias_changes',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    modelId: uuid('model_id')
+      .notNull()
+      .references(() => registeredModels.id, { onDelete: 'cascade' }),
+    alias: text('alias').notNull(),
+    fromVersionId: uuid('from_version_id').references(() => modelVersions.id, { onDelete: 'cascade' }),
+    toVersionId: uuid('to_version_id').references(() => modelVersions.id, { onDelete: 'cascade' }),
+    actor: text('actor').notNull(),
+    reason: text('reason').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index('model_alias_changes_model_alias_created_idx').on(t.modelId, t.alias, t.createdAt),
+    check('model_alias_changes_moves', sql`${t.fromVersionId} is not null or ${t.toVersionId} is not null`),
+  ],
+);
+
 export const registeredModelsRelations = relations(registeredModels, ({ many }) => ({
   versions: many(modelVersions),
   aliases: many(modelAliases),
@@ -147,5 +177,7 @@ export type ModelVersion = typeof modelVersions.$inferSelect;
 export type NewModelVersion = typeof modelVersions.$inferInsert;
 export type ModelAlias = typeof modelAliases.$inferSelect;
 export type NewModelAlias = typeof modelAliases.$inferInsert;
+export type ModelAliasChange = typeof modelAliasChanges.$inferSelect;
+export type NewModelAliasChange = typeof modelAliasChanges.$inferInsert;
 export type ModelVersionTransition = typeof modelVersionTransitions.$inferSelect;
 export type NewModelVersionTransition = typeof modelVersionTransitions.$inferInsert;

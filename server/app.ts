@@ -18,6 +18,7 @@ import type { DeploymentStore } from '../storage/deployment-store.js';
 import type { MonitoringActionStore } from '../storage/monitoring-action-store.js';
 import type { MonitoringStore } from '../storage/monitoring-store.js';
 import type { FeedbackStore } from '../storage/feedback-store.js';
+import type { LineageStore } from '../storage/lineage-store.js';
 import type { WatchedObjectStore } from '../storage/watched-object-store.js';
 import type { TriggerStore } from '../storage/trigger-store.js';
 import { syncPollSchedule } from '../pipelines/poll-schedules.js';
@@ -29,6 +30,8 @@ import { datasets, type DatasetsDeps } from './routes/datasets.js';
 import { deployments } from './routes/deployments.js';
 import { docs } from './routes/docs.js';
 import { feedback } from './routes/feedback.js';
+import { artifacts as artifactRoutes } from './routes/artifacts.js';
+import { lineage } from './routes/lineage.js';
 import { health } from './routes/health.js';
 import { keys } from './routes/keys.js';
 import { connections } from './routes/connections.js';
@@ -80,6 +83,8 @@ export interface ApiDeps {
     readonly watchedObjects?: WatchedObjectStore;
     /** Trigger events: with `runner`, `/v1/pipelines/{name}/schedules` and `/v1/pipelines/{name}/triggers`. */
     readonly triggers?: TriggerStore;
+    /** Lineage across metadata, runs, registry and deployments: `/v1/lineage` and `/v1/artifacts/{id}`. */
+    readonly lineage?: LineageStore;
   };
   /**
    * How pipeline definitions' sources are probed to check their columns (S3 objects, the platform database, a
@@ -207,6 +212,10 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
   }
   if (deps.stores?.feedback) {
     app.route('/v1/feedback', feedback({ feedback: deps.stores.feedback, artifacts: deps.stores.artifacts }));
+  }
+  if (deps.stores?.lineage) {
+    app.route('/v1/artifacts', artifactRoutes({ lineage: deps.stores.lineage }));
+    app.route('/v1/lineage', lineage({ lineage: deps.stores.lineage }));
   }
   if (deps.serving) app.route('/', metrics({ ...deps.serving, registries: deps.metricsRegistries }));
 

@@ -68,7 +68,7 @@ export async function checkServable(
 }
 
 /** The deployment config key holding the {@link RolloutReservation}. */
-const ROLLOUT_CONFIG = 'rollout';
+export const ROLLOUT_CONFIG = 'rollout';
 
 /**
  * The one rollout that may run a canary on a deployment, written in the deployment's config under the deployment

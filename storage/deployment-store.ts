@@ -1,12 +1,11 @@
-// One file for one aggregate (about 830 lines): every write here is one transaction over a deployment, its revisions,
+// One file for one aggregate (about 940 lines): every write here is one transaction over a deployment, its revisions,
 // the champion alias and the NOTIFY that tells the serving pools, with the same locks, traffic-plan checks and rollout
 // reservation (the fitness-to-serve checks are in deployment-guards.ts); kept together so those invariants are read
 // and changed in one place.
-import { and, asc, desc, eq, inArray, isNull, ne, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, inArray, isNull, lte, ne, or, sql, type SQL } from 'drizzle-orm';
 import {
   deploymentRevisions,
   deployments,
-  modelAliases,
   registeredModels,
   modelVersions,
   type Deployment,
@@ -14,6 +13,7 @@ import {
   type DeploymentRevision,
   type DeploymentRole,
   type DeploymentStrategy,
+  type ModelVersionStatus,
 } from '../schema/index.js';
 import type { Database } from './database.js';
 import type { Page } from './page.js';
@@ -26,11 +26,12 @@ import {
   type RolloutReservation,
   type ServingOverride,
 } from './deployment-guards.js';
+import { moveChampion } from './registry-aliases.js';
 import {
-  CHAMPION_ALIAS,
   modelOrThrow,
   RegistryConflictError,
   RegistryNotFoundError,
+  UUID,
   versionOfModel,
   type Transaction,
 } from './registry-common.js';
@@ -58,6 +59,12 @@ export interface DeployInput extends ServingOverride {
    * else). Undefined: whatever serves is replaced.
    */
   expectedChampionVersionId?: string | undefined;
+  /**
+   * Refuse while a canary runs or a rollout holds the deployment, checked under the deployment row's lock: a
+   * rollback must not pull the traffic from under a rollout, which would then promote or roll back nothing.
+   * Undefined: a canary or reservation is ended with the other revisions (a replace).
+   */
+  refuseDuringRollout?: boolean | undefined;
 }
 
 /** A deploy that named the champion it replaces ({@link DeployInput.expectedChampionVersionId}) found another. */
@@ -68,6 +75,17 @@ export class ChampionChangedError extends RegistryConflictError {
     readonly currentVersionId: string | null,
   ) {
     super(message, { code: 'champion_changed' });
+  }
+}
+
+/** A deploy with {@link DeployInput.refuseDuringRollout} found a canary running or a rollout holding the deployment. */
+export class RolloutRunningError extends RegistryConflictError {
+  constructor(
+    message: string,
+    /** The rollout workflow that holds the deployment; null for a canary no reservation names. */
+    readonly workflowId: string | null,
+  ) {
+    super(message, { code: 'rollout_running' });
   }
 }
 
@@ -164,6 +182,9 @@ export type DeploymentSummary = Deployment & { modelName: string };
 /** A revision with the number of the version it serves. */
 export type RevisionSummary = DeploymentRevision & { version: number };
 
+/** A revision of {@link DeploymentStore.deploymentHistory}: with its version's registry status now (not then). */
+export type HistoryRevision = RevisionSummary & { versionStatus: ModelVersionStatus };
+
 /**
  * Deployments: which versions of a registered model each deployment serves (the champion, a canary challenger with a
  * share of the traffic, shadows scored on copies of it), and the revision history of what served when, by whom and
@@ -177,14 +198,16 @@ export interface DeploymentStore {
    * creates the deployment if needed, ends every active revision, starts a champion revision at 100 %, moves the
    * model's `champion` alias, and notifies {@link DEPLOYMENTS_CHANNEL} (delivered on commit only).
    *
-   * Idempotent: when the version already is the active champion, nothing is written and `changed` is false.
-   * Concurrent deploys to one deployment are serialised by a lock on the deployment row, so exactly one champion
+   * Idempotent: when the version already is the active champion, nothing is written and `changed` is false; this is
+   * answered before the fitness and `refuseDuringRollout` checks (only `expectedChampionVersionId` is checked first),
+   * so a retry is not refused for a canary started or a status changed since. Concurrent deploys to one deployment are serialised by a lock on the deployment row, so exactly one champion
    * is active afterwards.
    *
    * @throws RegistryNotFoundError when the model does not exist or the version is not one of its versions.
    * @throws RegistryConflictError when the version is not blessed (an unblessed version is never deployed), or the
    *   deployment already serves another model.
    * @throws ChampionChangedError when `expectedChampionVersionId` is given and is not the active champion's version.
+   * @throws RolloutRunningError when `refuseDuringRollout` is given and a canary runs or a rollout holds the deployment.
    */
   deploy(input: DeployInput): Promise<DeployResult>;
   /**
@@ -268,8 +291,19 @@ export interface DeploymentStore {
   releaseRollout(deploymentName: string, workflowId: string): Promise<boolean>;
   /** The deployment's active revisions (champion first), with version numbers; empty when it does not exist. */
   activeRevisions(deploymentName: string): Promise<RevisionSummary[]>;
-  /** Every revision of the deployment, newest first, with version numbers: what served when, by whom and why. */
-  deploymentHistory(deploymentName: string): Promise<RevisionSummary[]>;
+  /**
+   * Every revision of the deployment, newest first, with version numbers and the versions' statuses now: what served
+   * when, by whom and why.
+   */
+  deploymentHistory(deploymentName: string): Promise<HistoryRevision[]>;
+  /**
+   * The revisions that were active at `at` (started at or before it, not ended by then), champion first, with
+   * version numbers: what served, with which shares and roles, at that time. Compared in milliseconds, the precision
+   * the API shows and parses times in (revisions are stored in microseconds): at a revision's reported `startedAt`
+   * it is active, at its reported `endedAt` it is not. Empty when nothing served then or the deployment does not
+   * exist.
+   */
+  revisionsAt(deploymentName: string, at: Date): Promise<RevisionSummary[]>;
   /** The deployment named `name`, with its model's name, or undefined. */
   getDeployment(name: string): Promise<DeploymentSummary | undefined>;
   /** Every deployment, by name, with its model's name. */
@@ -306,7 +340,6 @@ class DrizzleDeploymentStore implements DeploymentStore {
       }
       // A share lock: transitionStatus cannot unbless the version until this deploy has committed.
       const version = await versionOfModel(tx, input.modelName, input.versionId, 'share');
-      const override = await checkServable(tx, input.modelName, version, input, 'deployed');
 
       const active = await tx
         .select()
@@ -314,12 +347,16 @@ class DrizzleDeploymentStore implements DeploymentStore {
         .where(and(eq(deploymentRevisions.deploymentId, deployment.id), isNull(deploymentRevisions.endedAt)));
       const current = active.find((r) => r.role === 'champion');
       if (input.expectedChampionVersionId !== undefined && current?.versionId !== input.expectedChampionVersionId) {
+        const numbers = await versionNumbers(tx, [input.expectedChampionVersionId, current?.versionId]);
         throw new ChampionChangedError(
-          `deployment ${input.deploymentName} no longer serves version ${input.expectedChampionVersionId} as ` +
-            `champion (now ${current ? `version id ${current.versionId}` : 'none'})`,
+          `deployment ${input.deploymentName} no longer serves ` +
+            `${versionLabel(numbers, input.expectedChampionVersionId)} as champion ` +
+            `(now ${current ? versionLabel(numbers, current.versionId) : 'none'})`,
           current?.versionId ?? null,
         );
       }
+      // What already serves is answered before the rollout and fitness checks: a retried deploy (or rollback) whose
+      // first answer was lost gets its answer, not a refusal for a canary started or a status changed since.
       if (current && current.versionId === input.versionId) {
         return {
           deployment,
@@ -328,6 +365,21 @@ class DrizzleDeploymentStore implements DeploymentStore {
           changed: false,
         };
       }
+      if (input.refuseDuringRollout) {
+        const held = reservationOf(deployment.config);
+        const challenger = active.find((r) => r.role === 'challenger');
+        if (held || challenger) {
+          const numbers = await versionNumbers(tx, [held?.versionId, challenger?.versionId]);
+          const canary = held ?? challenger!;
+          throw new RolloutRunningError(
+            `deployment ${input.deploymentName} ${held ? `is held by rollout ${held.workflowId}` : 'runs a canary'} ` +
+              `of ${versionLabel(numbers, canary.versionId)}: cancel the rollout (or promote or roll back the ` +
+              'canary) first',
+            held?.workflowId ?? null,
+          );
+        }
+      }
+      const override = await checkServable(tx, input.modelName, version, input, 'deployed');
 
       // Read after the lock, so a deploy that waited for another starts after the one it replaces.
       const at = await clockNow(tx);
@@ -355,7 +407,7 @@ class DrizzleDeploymentStore implements DeploymentStore {
         .set({ strategy: 'replace' })
         .where(eq(deployments.id, deployment.id))
         .returning();
-      await moveChampionAlias(tx, model.id, input.versionId);
+      await moveChampionAlias(tx, model.id, input.versionId, input.actor, input.reason + override);
       await notify(tx, {
         deployment: input.deploymentName,
         modelName: input.modelName,
@@ -444,9 +496,9 @@ class DrizzleDeploymentStore implements DeploymentStore {
 
   async setChallengerTraffic(input: SetChallengerTrafficInput): Promise<TrafficChangeResult> {
     checkShare(input.trafficPercent);
-    return this.changeTraffic(input.deploymentName, async ({ active }) => {
+    return this.changeTraffic(input.deploymentName, async ({ tx, active }) => {
       const champion = championOf(input.deploymentName, active);
-      const challenger = challengerOf(input.deploymentName, active, input.versionId);
+      const challenger = await challengerOf(tx, input.deploymentName, active, input.versionId);
       if (challenger.trafficPercent === input.trafficPercent) return null;
       return {
         end: [champion, challenger],
@@ -474,7 +526,7 @@ class DrizzleDeploymentStore implements DeploymentStore {
       if (!running && input.versionId !== undefined && champion.versionId === input.versionId) {
         return config === deployment.config ? null : configOnly(config, input, champion.versionId);
       }
-      const challenger = challengerOf(input.deploymentName, active, input.versionId);
+      const challenger = await challengerOf(tx, input.deploymentName, active, input.versionId);
       const version = await versionOfModel(tx, modelName, challenger.versionId, 'share');
       const override = await checkServable(tx, modelName, version, input, 'made the champion');
       return {
@@ -639,7 +691,7 @@ class DrizzleDeploymentStore implements DeploymentStore {
         .where(eq(deployments.id, deployment.id))
         .returning();
       if (change.championVersionId !== undefined) {
-        await moveChampionAlias(tx, deployment.modelId, change.championVersionId);
+        await moveChampionAlias(tx, deployment.modelId, change.championVersionId, change.actor, change.reason);
       }
       await notify(tx, {
         deployment: deploymentName,
@@ -712,14 +764,36 @@ class DrizzleDeploymentStore implements DeploymentStore {
     return rows.map((r) => ({ ...r.revision, version: r.version }));
   }
 
-  async deploymentHistory(deploymentName: string): Promise<RevisionSummary[]> {
+  async deploymentHistory(deploymentName: string): Promise<HistoryRevision[]> {
     const rows = await this.db
-      .select({ revision: deploymentRevisions, version: modelVersions.version })
+      .select({ revision: deploymentRevisions, version: modelVersions.version, versionStatus: modelVersions.status })
       .from(deploymentRevisions)
       .innerJoin(deployments, eq(deployments.id, deploymentRevisions.deploymentId))
       .innerJoin(modelVersions, eq(modelVersions.id, deploymentRevisions.versionId))
       .where(eq(deployments.name, deploymentName))
       .orderBy(desc(deploymentRevisions.startedAt), sql`${deploymentRevisions.endedAt} desc nulls first`, roleOrder);
+    return rows.map((r) => ({ ...r.revision, version: r.version, versionStatus: r.versionStatus }));
+  }
+
+  async revisionsAt(deploymentName: string, at: Date): Promise<RevisionSummary[]> {
+    // Both bounds truncated to the millisecond, half-open [started, ended): the times the API reports select the
+    // revision they belong to, and the one a change ends and the one it starts (same instant) never overlap.
+    const ms = (column: typeof deploymentRevisions.startedAt | typeof deploymentRevisions.endedAt) =>
+      sql`date_trunc('milliseconds', ${column})`;
+    const instant = sql`${at.toISOString()}::timestamptz`;
+    const rows = await this.db
+      .select({ revision: deploymentRevisions, version: modelVersions.version })
+      .from(deploymentRevisions)
+      .innerJoin(deployments, eq(deployments.id, deploymentRevisions.deploymentId))
+      .innerJoin(modelVersions, eq(modelVersions.id, deploymentRevisions.versionId))
+      .where(
+        and(
+          eq(deployments.name, deploymentName),
+          lte(ms(deploymentRevisions.startedAt), instant),
+          or(isNull(deploymentRevisions.endedAt), gt(ms(deploymentRevisions.endedAt), instant)),
+        ),
+      )
+      .orderBy(roleOrder, asc(deploymentRevisions.startedAt));
     return rows.map((r) => ({ ...r.revision, version: r.version }));
   }
 
@@ -776,15 +850,20 @@ function championOf(deploymentName: string, active: readonly DeploymentRevision[
   return champion;
 }
 
-function challengerOf(
+async function challengerOf(
+  tx: Transaction,
   deploymentName: string,
   active: readonly DeploymentRevision[],
   versionId: string | undefined,
-): DeploymentRevision {
+): Promise<DeploymentRevision> {
   const challenger = active.find((r) => r.role === 'challenger');
   if (!challenger) throw new RegistryConflictError(`deployment ${deploymentName} runs no canary`);
   if (versionId !== undefined && challenger.versionId !== versionId) {
-    throw new RegistryConflictError(`deployment ${deploymentName} runs a canary of another version than ${versionId}`);
+    const numbers = await versionNumbers(tx, [versionId, challenger.versionId]);
+    throw new RegistryConflictError(
+      `deployment ${deploymentName} runs a canary of another version: ${versionLabel(numbers, challenger.versionId)}, ` +
+        `not ${versionLabel(numbers, versionId)}`,
+    );
   }
   return challenger;
 }
@@ -814,12 +893,35 @@ async function clockNow(tx: Transaction): Promise<SQL> {
   return sql`${now.rows[0]?.now}::timestamptz`;
 }
 
-/** Points the model's `champion` alias at the version (the registry's model_aliases), in the change's transaction. */
-async function moveChampionAlias(tx: Transaction, modelId: string, versionId: string): Promise<void> {
-  await tx
-    .insert(modelAliases)
-    .values({ modelId, alias: CHAMPION_ALIAS, versionId })
-    .onConflictDoUpdate({ target: [modelAliases.modelId, modelAliases.alias], set: { versionId } });
+/** The numbers of the versions with these ids (undefined ids skipped), for messages. */
+async function versionNumbers(tx: Transaction, ids: readonly (string | undefined)[]): Promise<Map<string, number>> {
+  const wanted = ids.filter((id): id is string => id !== undefined && UUID.test(id));
+  if (wanted.length === 0) return new Map();
+  const rows = await tx
+    .select({ id: modelVersions.id, version: modelVersions.version })
+    .from(modelVersions)
+    .where(inArray(modelVersions.id, wanted));
+  return new Map(rows.map((r) => [r.id, r.version]));
+}
+
+/** `version 3 (<uuid>)`, or `version id <uuid>` when its number is unknown. */
+function versionLabel(numbers: ReadonlyMap<string, number>, id: string): string {
+  const number = numbers.get(id);
+  return number === undefined ? `version id ${id}` : `version ${number} (${id})`;
+}
+
+/**
+ * Points the model's `champion` alias at the version, and `previous` at the champion it replaces (the registry's
+ * model_aliases, each move recorded with the change's actor and reason), in the change's transaction.
+ */
+async function moveChampionAlias(
+  tx: Transaction,
+  modelId: string,
+  versionId: string,
+  actor: string,
+  reason: string,
+): Promise<void> {
+  await moveChampion(tx, { modelId, versionId, actor, reason });
 }
 
 /** Announces the change on {@link DEPLOYMENTS_CHANNEL}; Postgres delivers it when the transaction commits. */

@@ -5,6 +5,7 @@ import { S3ArtifactStore } from './artifact-store.js';
 import { createDatabase, type DatabaseHandle } from './database.js';
 import { DatasetStore } from './dataset-store.js';
 import { FeedbackStore } from './feedback-store.js';
+import { DrizzleLineageStore, type LineageStore } from './lineage-store.js';
 import { DrizzleMetadataStore, type MetadataStore } from './metadata-store.js';
 import { S3ObjectSource } from './object-source.js';
 import { PipelineStore } from './pipeline-store.js';
@@ -39,6 +40,8 @@ export interface PlatformStorage {
   readonly watchedObjects: WatchedObjectStore;
   /** Trigger events (schedule actions, new data, monitoring) and whether each started a run. */
   readonly triggers: TriggerStore;
+  /** Lineage reads across metadata, runs, registry and deployments. */
+  readonly lineage: LineageStore;
   close(): Promise<void>;
 }
 
@@ -71,6 +74,7 @@ export function openStorage(
     feedback: new FeedbackStore(database.db),
     watchedObjects: new WatchedObjectStore(database.db),
     triggers: new TriggerStore(database.db),
+    lineage: new DrizzleLineageStore(database.db),
     close: () => database.close(),
   };
 }

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, isNull, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import {
   deploymentRevisions,
   deployments,
@@ -7,7 +7,6 @@ import {
   modelVersionTransitions,
   registeredModels,
   type JsonProperties,
-  type ModelAlias,
   type ModelBlessing,
   type ModelSignature,
   type ModelVersion,
@@ -16,16 +15,29 @@ import {
   type RegisteredModel,
 } from '../schema/index.js';
 import type { Database } from './database.js';
+import { ROLLOUT_CONFIG } from './deployment-guards.js';
 import type { Page } from './page.js';
 import { withNotFound as withForeignKeyCheck } from './sql-errors.js';
 import {
+  checkAliasWritable,
+  moveAlias,
+  readAliasChanges,
+  readAliases,
+  removeAlias,
+  type AliasChangeView,
+  type AliasView,
+} from './registry-aliases.js';
+import {
   CHAMPION_ALIAS,
+  modelOrThrow,
   RegistryConflictError,
   RegistryNotFoundError,
   UUID,
   versionOfModel,
   type Transaction,
 } from './registry-common.js';
+import { checkTagCount, patchSet, type RegistryPatch } from './registry-edits.js';
+import { modelConditions, versionConditions, type ModelFilter, type VersionFilter } from './registry-search.js';
 
 export interface RegisterVersionInput {
   modelName: string;
@@ -47,11 +59,27 @@ export interface RegisterVersionInput {
   reason: string;
 }
 
+/** A version by id and number. */
+export interface VersionRef {
+  readonly versionId: string;
+  readonly version: number;
+}
+
+/** What an alias write did: the alias as it is now, the version it named before, whether anything changed. */
+export interface AliasWrite {
+  readonly alias: AliasView;
+  /** Null for a new alias. */
+  readonly from: VersionRef | null;
+  /** False when the alias already named the version: nothing was written, no move recorded. */
+  readonly changed: boolean;
+}
+
 /**
  * The model registry: registered models, their numbered, content-keyed versions with an audited status (every
- * transition records who or what made it and why), and movable aliases. Every write is idempotent, so an activity
- * retried after its write committed gets the same answer without writing again. What each deployment serves is the
- * DeploymentStore's (deployment-store.ts); the `champion` alias follows it.
+ * transition records who or what made it and why), movable aliases (every move recorded), descriptions and tags. Every
+ * write is idempotent, so an activity retried after its write committed gets the same answer without writing again.
+ * What each deployment serves is the DeploymentStore's (deployment-store.ts); the `champion` alias follows it, and
+ * `previous` names the champion before it.
  */
 export interface RegistryStore {
   /** Creates the registered model, or returns it; a given description replaces the stored one. Idempotent. */
@@ -67,10 +95,10 @@ export interface RegistryStore {
   registerVersion(input: RegisterVersionInput): Promise<{ version: ModelVersion; created: boolean }>;
   /** The registered model named `name`, or undefined. */
   getModel(name: string): Promise<RegisteredModel | undefined>;
-  /** Every registered model, by name. */
-  listModels(page?: Page): Promise<RegisteredModel[]>;
-  /** The model's versions, newest first; empty when the model does not exist. */
-  listVersions(modelName: string, page?: Page): Promise<ModelVersion[]>;
+  /** Every registered model (those `filter` matches), by name. */
+  listModels(page?: Page, filter?: ModelFilter): Promise<RegisteredModel[]>;
+  /** The model's versions (those `filter` matches), newest first; empty when the model does not exist. */
+  listVersions(modelName: string, page?: Page, filter?: VersionFilter): Promise<ModelVersion[]>;
   /**
    * One version of the model: a number is the version number, a string is an alias (`champion`, ...). A numeric
    * string is an alias too; the caller parses path parameters. Undefined when there is no such version.
@@ -81,23 +109,52 @@ export interface RegistryStore {
   /** The version the `champion` alias names (the one the last deploy made current), or undefined. */
   champion(modelName: string): Promise<ModelVersion | undefined>;
   /**
-   * Points `alias` of the model at the version. Idempotent.
-   *
-   * `actor` and `reason` are accepted for the API's audit trail, but model_aliases has no columns for them yet, so
-   * they are not stored; deployments record theirs in deployment_revisions.
+   * Points `alias` of the model at the version, in one transaction with the move's record (from which version, who,
+   * why; {@link aliasChanges}). Idempotent: an alias that already names the version is left as it is, unrecorded.
+   * Concurrent moves of one alias are serialised on its row: one row per alias always, the last commit wins.
    *
    * @throws RegistryNotFoundError when the model does not exist or the version is not one of its versions.
-   * @throws RegistryConflictError for the `champion` alias, which only the DeploymentStore moves (it must name what
-   *   serves).
+   * @throws RegistryConflictError for `champion` and `previous`, which only the DeploymentStore moves (`champion`
+   *   must name what serves; `previous`, the champion before it).
    */
-  setAlias(modelName: string, alias: string, versionId: string, actor: string, reason: string): Promise<ModelAlias>;
+  setAlias(modelName: string, alias: string, versionId: string, actor: string, reason: string): Promise<AliasWrite>;
+  /**
+   * Deletes the alias, recording it; the version it named. A repeated delete finds nothing and says so (not found),
+   * writing nothing.
+   *
+   * @throws RegistryNotFoundError when the model or the alias does not exist.
+   * @throws RegistryConflictError for `champion` and `previous` (see {@link setAlias}).
+   */
+  deleteAlias(modelName: string, alias: string, actor: string, reason: string): Promise<VersionRef>;
+  /** The model's aliases, by name, with their versions' numbers; empty when the model does not exist. */
+  aliases(modelName: string): Promise<AliasView[]>;
+  /** The recorded moves of the model's aliases (of `alias` alone, when given), newest first. */
+  aliasChanges(modelName: string, page: Page, alias?: string): Promise<AliasChangeView[]>;
+  /**
+   * Edits the model's description and tags; tags are merged (null removes a key). Concurrent edits of different
+   * tags both land.
+   *
+   * @throws RegistryNotFoundError when the model does not exist.
+   * @throws RegistryConflictError when the edit would leave more than MAX_TAGS tags (nothing is changed).
+   */
+  updateModel(name: string, patch: RegistryPatch): Promise<RegisteredModel>;
+  /**
+   * Edits the version's description and tags, like {@link updateModel}.
+   *
+   * @throws RegistryNotFoundError when there is no version `versionId`.
+   * @throws RegistryConflictError when the edit would leave more than MAX_TAGS tags (nothing is changed).
+   */
+  updateVersion(versionId: string, patch: RegistryPatch): Promise<ModelVersion>;
+  /** The numbers of the versions with these ids (ids of no version left out), for answers that show both. */
+  versionNumbers(ids: readonly string[]): Promise<Map<string, number>>;
   /**
    * Moves the version to status `to`, recording the transition (from its current status) with who and why; a no-op
    * returning the version unchanged when it already is in that status.
    *
    * @throws RegistryNotFoundError when there is no version `versionId`.
-   * @throws RegistryConflictError when leaving `blessed` while a deployment serves the version: an unblessed version
-   *   is never deployed, so deploy another version first.
+   * @throws RegistryConflictError when leaving `blessed`, or archiving, while a deployment serves the version (as
+   *   champion, challenger or shadow) or a rollout holds a deployment to canary it: an unblessed version is never
+   *   deployed, and an archived one never serves again, so deploy another version first.
    */
   transitionStatus(versionId: string, to: ModelVersionStatus, actor: string, reason: string): Promise<ModelVersion>;
   /** The version's status changes, oldest first (the registration first). */
@@ -109,8 +166,8 @@ const transitionTime = sql`clock_timestamp()`;
 
 /**
  * The RegistryStore on Postgres; each guarantee documented on the interface rests on a constraint in schema/registry.ts.
- * The one read of the deployments' tables is transitionStatus's check that no deployment serves a version it unblesses,
- * made in the same transaction as the status change.
+ * The one read of the deployments' tables is transitionStatus's check that no deployment serves (or a rollout holds) a
+ * version it unblesses or archives, made in the same transaction as the status change.
  */
 class DrizzleRegistryStore implements RegistryStore {
   constructor(private readonly db: Database) {}
@@ -198,17 +255,22 @@ class DrizzleRegistryStore implements RegistryStore {
     return row;
   }
 
-  async listModels(page?: Page): Promise<RegisteredModel[]> {
-    const query = this.db.select().from(registeredModels).orderBy(asc(registeredModels.name)).$dynamic();
+  async listModels(page?: Page, filter: ModelFilter = {}): Promise<RegisteredModel[]> {
+    const query = this.db
+      .select()
+      .from(registeredModels)
+      .where(and(...modelConditions(filter)))
+      .orderBy(asc(registeredModels.name))
+      .$dynamic();
     return page ? query.limit(page.limit).offset(page.offset) : query;
   }
 
-  async listVersions(modelName: string, page?: Page): Promise<ModelVersion[]> {
+  async listVersions(modelName: string, page?: Page, filter: VersionFilter = {}): Promise<ModelVersion[]> {
     const query = this.db
       .select({ version: modelVersions })
       .from(modelVersions)
       .innerJoin(registeredModels, eq(registeredModels.id, modelVersions.modelId))
-      .where(eq(registeredModels.name, modelName))
+      .where(and(eq(registeredModels.name, modelName), ...versionConditions(filter)))
       .orderBy(desc(modelVersions.version))
       .$dynamic();
     const rows = await (page ? query.limit(page.limit).offset(page.offset) : query);
@@ -243,23 +305,76 @@ class DrizzleRegistryStore implements RegistryStore {
     return this.getVersion(modelName, CHAMPION_ALIAS);
   }
 
-  async setAlias(
-    modelName: string,
-    alias: string,
-    versionId: string,
-    _actor: string,
-    _reason: string,
-  ): Promise<ModelAlias> {
-    if (alias === CHAMPION_ALIAS) {
-      throw new RegistryConflictError(`the ${CHAMPION_ALIAS} alias follows deployments: deploy the version instead`);
-    }
-    const version = await versionOfModel(this.db, modelName, versionId);
-    const [row] = await this.db
-      .insert(modelAliases)
-      .values({ modelId: version.modelId, alias, versionId })
-      .onConflictDoUpdate({ target: [modelAliases.modelId, modelAliases.alias], set: { versionId } })
-      .returning();
-    return row!;
+  async setAlias(modelName: string, alias: string, versionId: string, actor: string, reason: string) {
+    checkAliasWritable(alias, 'moved');
+    return this.db.transaction(async (tx): Promise<AliasWrite> => {
+      // A share lock, as a deploy takes: the version's status cannot change under the move.
+      const version = await versionOfModel(tx, modelName, versionId, 'share');
+      const move = await moveAlias(tx, { modelId: version.modelId, alias, versionId, actor, reason });
+      const [view] = (await readAliases(tx, version.modelId)).filter((a) => a.alias === alias);
+      if (!view) throw new Error(`alias ${alias} of model ${modelName} vanished in its own transaction`);
+      const from =
+        move.fromVersionId === null
+          ? null
+          : { versionId: move.fromVersionId, version: await numberOf(tx, move.fromVersionId) };
+      return { alias: view, from, changed: move.changed };
+    });
+  }
+
+  async deleteAlias(modelName: string, alias: string, actor: string, reason: string): Promise<VersionRef> {
+    checkAliasWritable(alias, 'deleted');
+    return this.db.transaction(async (tx) => {
+      const model = await modelOrThrow(tx, modelName);
+      const versionId = await removeAlias(tx, { modelId: model.id, alias, actor, reason });
+      if (versionId === undefined) throw new RegistryNotFoundError(`model ${modelName} has no alias ${alias}`);
+      return { versionId, version: await numberOf(tx, versionId) };
+    });
+  }
+
+  async aliases(modelName: string): Promise<AliasView[]> {
+    const model = await this.getModel(modelName);
+    return model ? readAliases(this.db, model.id) : [];
+  }
+
+  async aliasChanges(modelName: string, page: Page, alias?: string): Promise<AliasChangeView[]> {
+    const model = await this.getModel(modelName);
+    return model ? readAliasChanges(this.db, model.id, alias, page) : [];
+  }
+
+  async updateModel(name: string, patch: RegistryPatch): Promise<RegisteredModel> {
+    return this.db.transaction(async (tx) => {
+      const set = patchSet(registeredModels, patch);
+      const model = await modelOrThrow(tx, name);
+      if (!set) return model;
+      const [updated] = await tx.update(registeredModels).set(set).where(eq(registeredModels.id, model.id)).returning();
+      if (!updated) throw new RegistryNotFoundError(`registered model ${name} does not exist`);
+      checkTagCount(`model ${name}`, updated.tags);
+      return updated;
+    });
+  }
+
+  async updateVersion(versionId: string, patch: RegistryPatch): Promise<ModelVersion> {
+    const missing = () => new RegistryNotFoundError(`model version ${versionId} does not exist`);
+    if (!UUID.test(versionId)) throw missing();
+    return this.db.transaction(async (tx) => {
+      const set = patchSet(modelVersions, patch);
+      const [updated] = set
+        ? await tx.update(modelVersions).set(set).where(eq(modelVersions.id, versionId)).returning()
+        : await tx.select().from(modelVersions).where(eq(modelVersions.id, versionId));
+      if (!updated) throw missing();
+      checkTagCount(`version ${updated.version}`, updated.tags);
+      return updated;
+    });
+  }
+
+  async versionNumbers(ids: readonly string[]): Promise<Map<string, number>> {
+    const wanted = [...new Set(ids.filter((id) => UUID.test(id)))];
+    if (wanted.length === 0) return new Map();
+    const rows = await this.db
+      .select({ id: modelVersions.id, version: modelVersions.version })
+      .from(modelVersions)
+      .where(inArray(modelVersions.id, wanted));
+    return new Map(rows.map((r) => [r.id, r.version]));
   }
 
   async transitionStatus(
@@ -274,16 +389,11 @@ class DrizzleRegistryStore implements RegistryStore {
       const [version] = await tx.select().from(modelVersions).where(eq(modelVersions.id, versionId)).for('update');
       if (!version) throw new RegistryNotFoundError(`model version ${versionId} does not exist`);
       if (version.status === to) return version;
-      if (version.status === 'blessed') {
-        const [active] = await tx
-          .select({ deployment: deployments.name })
-          .from(deploymentRevisions)
-          .innerJoin(deployments, eq(deployments.id, deploymentRevisions.deploymentId))
-          .where(and(eq(deploymentRevisions.versionId, versionId), isNull(deploymentRevisions.endedAt)))
-          .limit(1);
-        if (active) {
+      if (version.status === 'blessed' || to === 'archived') {
+        const serving = await servingUse(tx, versionId);
+        if (serving) {
           throw new RegistryConflictError(
-            `model version ${version.version} is served by deployment ${active.deployment}; deploy another version before marking it ${to}`,
+            `model version ${version.version} ${serving}; deploy another version before marking it ${to}`,
           );
         }
       }
@@ -312,6 +422,40 @@ class DrizzleRegistryStore implements RegistryStore {
       .where(eq(modelVersionTransitions.versionId, versionId))
       .orderBy(asc(modelVersionTransitions.createdAt), sql`${modelVersionTransitions.fromStatus} is not null`);
   }
+}
+
+/**
+ * How a deployment uses the version (`is served by deployment x as shadow`, `is canaried by rollout y of deployment
+ * x`), or undefined when none does. Read after the version's row lock: a deploy share-locks it before serving it.
+ */
+async function servingUse(tx: Transaction, versionId: string): Promise<string | undefined> {
+  const [active] = await tx
+    .select({ deployment: deployments.name, role: deploymentRevisions.role })
+    .from(deploymentRevisions)
+    .innerJoin(deployments, eq(deployments.id, deploymentRevisions.deploymentId))
+    .where(and(eq(deploymentRevisions.versionId, versionId), isNull(deploymentRevisions.endedAt)))
+    .limit(1);
+  if (active) return `is served by deployment ${active.deployment} as ${active.role}`;
+  // A rollout holds its deployment for the challenger before the canary's first revision starts (deployment-guards.ts).
+  const [held] = await tx
+    .select({
+      deployment: deployments.name,
+      workflowId: sql<string>`${deployments.config} -> ${ROLLOUT_CONFIG}::text ->> 'workflowId'`,
+    })
+    .from(deployments)
+    .where(sql`${deployments.config} -> ${ROLLOUT_CONFIG}::text ->> 'versionId' = ${versionId}::text`)
+    .limit(1);
+  return held ? `is canaried by rollout ${held.workflowId} of deployment ${held.deployment}` : undefined;
+}
+
+/** The number of the version with this id, which the caller knows exists. */
+async function numberOf(tx: Transaction, versionId: string): Promise<number> {
+  const [row] = await tx
+    .select({ version: modelVersions.version })
+    .from(modelVersions)
+    .where(eq(modelVersions.id, versionId));
+  if (!row) throw new Error(`model version ${versionId} vanished in a transaction that references it`);
+  return row.version;
 }
 
 /** Creates the model if needed and locks its row for the rest of the transaction. */

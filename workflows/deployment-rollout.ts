@@ -89,6 +89,9 @@ export interface RolloutState {
   phase: RolloutPhase;
   modelName?: string;
   championVersionId?: string;
+  /** The challenger's and champion's version numbers, once the canary started (absent in older rollouts). */
+  version?: number;
+  championVersion?: number;
   /** When the canary started (the comparison window's start) and when it is due to be judged. */
   canaryStartedAt?: string;
   judgeAt?: string;
@@ -205,12 +208,14 @@ export async function deploymentRollout(input: DeploymentRolloutInput): Promise<
     }
     state.modelName = started.modelName;
     state.championVersionId = started.championVersionId;
+    if (started.challengerVersion !== undefined) state.version = started.challengerVersion;
+    if (started.championVersion !== undefined) state.championVersion = started.championVersion;
     state.canaryStartedAt = started.since;
     upsertSearchAttributes([{ key: SearchAttributeKeys.model, value: started.modelName }]);
     stage('canary');
     record({
       step: 'canary_started',
-      detail: `challenger ${input.versionId} serves ${started.trafficPercent}% beside champion ${started.championVersionId}${started.stickyKey ? ` (sticky by ${started.stickyKey})` : ''}`,
+      detail: `challenger ${versionLabel(started.challengerVersion, input.versionId)} serves ${started.trafficPercent}% beside champion ${versionLabel(started.championVersion, started.championVersionId)}${started.stickyKey ? ` (sticky by ${started.stickyKey})` : ''}`,
       traffic: stateOf(started),
     });
   }
@@ -303,6 +308,11 @@ function stateOf(started: StartCanaryResult): TrafficState {
     changed: started.changed,
     active: started.active,
   };
+}
+
+/** `v3 (<uuid>)`: the number people know the version by, beside the id; the id alone when the number is unknown. */
+function versionLabel(version: number | undefined, versionId: string): string {
+  return version === undefined ? versionId : `v${version} (${versionId})`;
 }
 
 function describeError(error: unknown): string {

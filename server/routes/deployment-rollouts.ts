@@ -2,6 +2,7 @@
  * Changing what a deployment serves, mounted by deployments.ts under `/v1/deployments`:
  *
  * - `POST /v1/deployments/{name}/rollouts`: canary (a workflow), shadow or replace
+ * - `GET /v1/deployments/{name}/rollouts`: the canary rollouts, newest first
  * - `GET /v1/deployments/{name}/rollouts/{id}`, `POST .../rollouts/{id}/cancel`: a canary rollout
  * - `DELETE /v1/deployments/{name}/shadows/{version}`: stop a shadow
  *
@@ -11,11 +12,14 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import {
   cancelDeploymentRollout,
   getDeploymentRollout,
+  listDeploymentRollouts,
   requestCanaryRollout,
+  type ListedRollout,
   type RolloutRunnerDeps,
   type RolloutView,
 } from '../../pipelines/rollouts.js';
 import type { DeploymentRevision } from '../../schema/index.js';
+import type { RolloutState } from '../../workflows/index.js';
 import type { DeploymentStore, TrafficChangeResult } from '../../storage/deployment-store.js';
 import type { RegistryStore } from '../../storage/registry-store.js';
 import { actorOf, scoped } from '../auth.js';
@@ -33,8 +37,8 @@ import {
 } from './common.js';
 
 export interface DeploymentRolloutDeps {
-  /** Resolves the version numbers that requests name. */
-  readonly registry: Pick<RegistryStore, 'getVersion'>;
+  /** Resolves the version numbers that requests name, and the numbers of the versions that answers name. */
+  readonly registry: Pick<RegistryStore, 'getVersion' | 'getVersionById'>;
   readonly deployments: DeploymentStore;
   /** Starts and reads rollout workflows; without it, canaries are refused with 503. */
   readonly rollouts?: RolloutRunnerDeps | undefined;
@@ -193,6 +197,67 @@ const rolloutViewSchema = z
   })
   .openapi('Rollout');
 
+/** Rollouts per page of the list: each is read from its workflow (its result or a query), so pages stay small. */
+const MAX_ROLLOUT_PAGE = 100;
+
+const rolloutPageSchema = z.object({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_ROLLOUT_PAGE)
+    .default(20)
+    .openapi({ param: { name: 'limit', in: 'query' }, description: `Default 20, at most ${MAX_ROLLOUT_PAGE}.` }),
+  offset: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(100_000)
+    .default(0)
+    .openapi({ param: { name: 'offset', in: 'query' }, description: 'Rollouts to skip. Default 0.' }),
+});
+
+const listedRolloutSchema = z
+  .object({
+    rolloutId: z.string(),
+    workflowId: z.string(),
+    status: z.string().openapi({ description: 'running, completed, failed, cancelled, terminated or timed_out.' }),
+    startedAt: z.string().openapi({ format: 'date-time' }),
+    endedAt: z.string().nullable().openapi({ format: 'date-time' }),
+    version: z.number().int().nullable().openapi({ description: 'The challenger’s version number.' }),
+    versionId: z.string().nullable(),
+    championVersion: z.number().int().nullable().openapi({ description: 'The champion’s when the canary started.' }),
+    championVersionId: z.string().nullable(),
+    trafficPercent: z.number().int().nullable(),
+    phase: z.string().nullable(),
+    outcome: z.string().nullable().openapi({ description: 'promoted or rolled_back, once decided.' }),
+    reason: z.string().nullable(),
+    steps: z
+      .array(z.object({ step: z.string(), at: z.string().openapi({ format: 'date-time' }), detail: z.string() }))
+      .openapi({ description: 'Every recorded step; read the rollout for the comparisons.' }),
+    failure: z.string().optional(),
+    links: z.object({ self: z.string() }),
+  })
+  .openapi('RolloutSummary');
+
+const listRoute = createRoute({
+  method: 'get',
+  path: '/{name}/rollouts',
+  ...scoped('read'),
+  tags: ['deployments'],
+  summary: 'A deployment’s canary rollouts, newest first, with status, versions and steps (paged)',
+  description:
+    'The running rollout first (at most one holds a deployment), then the others by when they ended. Shadow and ' +
+    'replace change the deployment at once and are its revisions (`GET /v1/deployments/{name}`), not rollouts.',
+  request: { params: z.object({ name: nameParamSchema }), query: rolloutPageSchema },
+  responses: {
+    200: jsonResponse('The rollouts.', z.object({ rollouts: z.array(listedRolloutSchema) })),
+    400: errorResponse('Invalid name, limit or offset.'),
+    404: errorResponse('No such deployment.'),
+    503: errorResponse('This API is not connected to the workflow service.'),
+  },
+});
+
 const startRoute = createRoute({
   method: 'post',
   path: '/{name}/rollouts',
@@ -303,6 +368,35 @@ function viewJson(view: RolloutView): z.infer<typeof rolloutViewSchema> {
   };
 }
 
+/** The fields of a rollout's state the list shows; each is null while the state could not be read (no worker). */
+function listedJson(
+  name: string,
+  rollout: ListedRollout,
+  numbers: ReadonlyMap<string, number>,
+): z.infer<typeof listedRolloutSchema> {
+  const state: Partial<RolloutState> = rollout.state ?? {};
+  const versionId = state.versionId ?? null;
+  const championVersionId = state.championVersionId ?? null;
+  return {
+    rolloutId: rollout.rolloutId,
+    workflowId: rollout.workflowId,
+    status: rollout.status,
+    startedAt: iso(rollout.startedAt),
+    endedAt: iso(rollout.closedAt),
+    version: state.version ?? (versionId ? (numbers.get(versionId) ?? null) : null),
+    versionId,
+    championVersion: state.championVersion ?? (championVersionId ? (numbers.get(championVersionId) ?? null) : null),
+    championVersionId,
+    trafficPercent: state.trafficPercent ?? null,
+    phase: state.phase ?? null,
+    outcome: state.outcome ?? null,
+    reason: state.reason ?? null,
+    steps: (state.steps ?? []).map((s) => ({ step: s.step, at: s.at, detail: s.detail })),
+    ...(rollout.failure ? { failure: rollout.failure } : {}),
+    links: { self: `/v1/deployments/${name}/rollouts/${rollout.rolloutId}` },
+  };
+}
+
 /** `/v1/deployments/{name}/rollouts` and `/shadows`: changing what a deployment serves. */
 export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<AppEnv> {
   const router = createRouter();
@@ -395,6 +489,28 @@ export function deploymentRollouts(deps: DeploymentRolloutDeps): OpenAPIHono<App
       },
       202,
     );
+  });
+
+  router.openapi(listRoute, async (c) => {
+    const { name } = c.req.valid('param');
+    const runner = runnerOrThrow();
+    if (!(await deployments.getDeployment(name))) throw new NotFoundError(`deployment ${name} does not exist`);
+    const rollouts = await listDeploymentRollouts(runner, name, c.req.valid('query'));
+    // Rollouts started before their state carried version numbers name their versions by id only.
+    const ids = new Set(
+      rollouts
+        .flatMap((r) => [
+          r.state?.version === undefined ? r.state?.versionId : undefined,
+          r.state?.championVersion === undefined ? r.state?.championVersionId : undefined,
+        ])
+        .filter((id) => id !== undefined),
+    );
+    const numbers = new Map<string, number>();
+    for (const id of ids) {
+      const version = await registry.getVersionById(id);
+      if (version) numbers.set(id, version.version);
+    }
+    return c.json({ rollouts: rollouts.map((r) => listedJson(name, r, numbers)) }, 200);
   });
 
   router.openapi(getRoute, async (c) => {

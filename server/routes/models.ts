@@ -1,8 +1,12 @@
 /**
- * `/v1/models`, one resource mounted once by server/app.ts, from three files:
+ * `/v1/models`, one resource mounted once by server/app.ts, from these files:
  *
  * - this file: `GET /v1/models`, `GET /v1/models/{name}`, `GET /v1/models/{name}/versions` and
- *   `GET /v1/models/{name}/versions/{versionOrAlias}`, the registry's models and versions
+ *   `GET /v1/models/{name}/versions/{versionOrAlias}`, the registry's models and versions, searched with the
+ *   filters of model-filters.ts; their JSON is model-responses.ts's
+ * - model-aliases.ts: `GET /v1/models/{name}/aliases` and `PUT` `DELETE /v1/models/{name}/aliases/{alias}`
+ * - model-edits.ts: `PATCH /v1/models/{name}`, `PATCH /v1/models/{name}/versions/{version}` (description, tags) and
+ *   `POST /v1/models/{name}/versions/{version}/archive`
  * - batch-predictions.ts: `POST /v1/models/{name}/batch-predictions`, a batch scoring job (read back at
  *   `/v1/batch-predictions/{id}`, in the same file)
  * - predict.ts: `POST /v1/models/{name}/predict`, online predictions (the serving hot path)
@@ -10,19 +14,31 @@
  * Each part is mounted when its dependencies are given, so a serving-only API has `/predict` alone.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import type { ModelVersion, ModelVersionTransition, RegisteredModel } from '../../schema/index.js';
-import { MODEL_VERSION_STATUSES } from '../../schema/index.js';
 import type { RegistryStore } from '../../storage/registry-store.js';
 import { scoped } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import { createRouter } from '../router.js';
 import { modelBatchPredictions, type BatchPredictionsDeps } from './batch-predictions.js';
-import { errorResponse, iso, jsonResponse, nameParamSchema, pageQuerySchema } from './common.js';
+import { errorResponse, jsonResponse, nameParamSchema } from './common.js';
+import { modelAliases } from './model-aliases.js';
+import { modelEdits } from './model-edits.js';
+import { modelFilterOf, modelListQuerySchema, versionFilterOf, versionListQuerySchema } from './model-filters.js';
+import {
+  aliasJson,
+  aliasSchema,
+  modelJson,
+  modelSchema,
+  modelVersionDetailsSchema,
+  modelVersionSchema,
+  transitionJson,
+  versionContext,
+  versionJson,
+} from './model-responses.js';
 import { predict, type PredictDeps } from './predict.js';
 
 export interface ModelsDeps {
-  /** The model registry: the read routes of this file are mounted with it. */
+  /** The model registry: the routes of this file, model-aliases.ts and model-edits.ts are mounted with it. */
   readonly registry?: RegistryStore | undefined;
   /** `POST /{name}/batch-predictions` is mounted with it. */
   readonly batchPredictions?: BatchPredictionsDeps | undefined;
@@ -39,50 +55,11 @@ const versionRefSchema = z
     example: 'champion',
   });
 
-const modelSchema = z
-  .object({
-    id: z.string(),
-    name: z.string(),
-    description: z.string().nullable(),
-    tags: z.record(z.string(), z.string()),
-    createdAt: z.string().openapi({ format: 'date-time' }),
-    updatedAt: z.string().openapi({ format: 'date-time' }),
-  })
-  .openapi('RegisteredModel');
-
-const modelVersionSchema = z
-  .object({
-    id: z.string(),
-    model: z.string(),
-    version: z.number().int(),
-    status: z.enum(MODEL_VERSION_STATUSES),
-    onnxUri: z.string(),
-    sha256: z.string(),
-    signature: z.record(z.string(), z.unknown()),
-    metrics: z.record(z.string(), z.number()),
-    params: z.record(z.string(), z.unknown()),
-    blessing: z.record(z.string(), z.unknown()).nullable(),
-    codeVersion: z.string().nullable(),
-    sourceRunId: z.string().nullable().openapi({ description: 'The pipeline run that trained it.' }),
-    artifactId: z.string().nullable(),
-    createdAt: z.string().openapi({ format: 'date-time' }),
-  })
-  .openapi('ModelVersion');
-
-const transitionSchema = z
-  .object({
-    fromStatus: z.enum(MODEL_VERSION_STATUSES).nullable(),
-    toStatus: z.enum(MODEL_VERSION_STATUSES),
-    actor: z.string(),
-    reason: z.string(),
-    createdAt: z.string().openapi({ format: 'date-time' }),
-  })
-  .openapi('ModelVersionTransition');
-
 const modelDetailsSchema = modelSchema
   .extend({
     latestVersion: modelVersionSchema.nullable(),
     champion: modelVersionSchema.nullable().openapi({ description: 'The version the `champion` alias names.' }),
+    aliases: z.array(aliasSchema).openapi({ description: 'Every alias of the model, by name.' }),
     versionCount: z.number().int(),
   })
   .openapi('RegisteredModelDetails');
@@ -95,9 +72,12 @@ const listModelsRoute = createRoute({
   path: '/',
   ...scoped('read'),
   tags: ['registry'],
-  summary: 'Registered models, by name (paged)',
-  request: { query: pageQuerySchema },
-  responses: { 200: jsonResponse('The models, by name.', z.object({ models: z.array(modelSchema) })) },
+  summary: 'Registered models, by name, filtered by tag and name prefix (paged)',
+  request: { query: modelListQuerySchema },
+  responses: {
+    200: jsonResponse('The models, by name.', z.object({ models: z.array(modelSchema) })),
+    400: errorResponse('A malformed filter, named.'),
+  },
 });
 
 const getModelRoute = createRoute({
@@ -115,11 +95,11 @@ const listVersionsRoute = createRoute({
   path: '/{name}/versions',
   ...scoped('read'),
   tags: ['registry'],
-  summary: 'A model’s versions, newest first (paged)',
-  request: { params: z.object({ name: nameParamSchema }), query: pageQuerySchema },
+  summary: 'A model’s versions, newest first, filtered by status, alias, tags and metric ranges (paged)',
+  request: { params: z.object({ name: nameParamSchema }), query: versionListQuerySchema },
   responses: {
-    200: jsonResponse('The versions.', z.object({ versions: z.array(modelVersionSchema) })),
-    400: badRequest,
+    200: jsonResponse('The versions that match every filter.', z.object({ versions: z.array(modelVersionSchema) })),
+    400: errorResponse('An invalid name, or a malformed filter, named.'),
     404: notFound,
   },
 });
@@ -132,54 +112,11 @@ const getVersionRoute = createRoute({
   summary: 'One model version, by number or alias, with its status transitions',
   request: { params: z.object({ name: nameParamSchema, versionOrAlias: versionRefSchema }) },
   responses: {
-    200: jsonResponse(
-      'The version and its audit trail (oldest first).',
-      modelVersionSchema.extend({ transitions: z.array(transitionSchema) }).openapi('ModelVersionDetails'),
-    ),
+    200: jsonResponse('The version and its audit trail (oldest first).', modelVersionDetailsSchema),
     400: badRequest,
     404: notFound,
   },
 });
-
-function modelJson(model: RegisteredModel): z.infer<typeof modelSchema> {
-  return {
-    id: model.id,
-    name: model.name,
-    description: model.description,
-    tags: model.tags,
-    createdAt: iso(model.createdAt),
-    updatedAt: iso(model.updatedAt),
-  };
-}
-
-function versionJson(model: string, v: ModelVersion): z.infer<typeof modelVersionSchema> {
-  return {
-    id: v.id,
-    model,
-    version: v.version,
-    status: v.status,
-    onnxUri: v.onnxUri,
-    sha256: v.sha256,
-    signature: { ...v.signature },
-    metrics: v.metrics,
-    params: v.params,
-    blessing: v.blessing ? { ...v.blessing } : null,
-    codeVersion: v.codeVersion,
-    sourceRunId: v.sourceRunId,
-    artifactId: v.artifactId,
-    createdAt: iso(v.createdAt),
-  };
-}
-
-function transitionJson(t: ModelVersionTransition): z.infer<typeof transitionSchema> {
-  return {
-    fromStatus: t.fromStatus,
-    toStatus: t.toStatus,
-    actor: t.actor,
-    reason: t.reason,
-    createdAt: iso(t.createdAt),
-  };
-}
 
 /** `/v1/models`: the registry's models and versions, and (batch-predictions.ts, predict.ts) scoring with them. */
 export function models(deps: ModelsDeps): OpenAPIHono<AppEnv> {
@@ -190,7 +127,7 @@ export function models(deps: ModelsDeps): OpenAPIHono<AppEnv> {
   return router;
 }
 
-/** The registry's models and versions (read side). */
+/** The registry's models and versions, their aliases and edits. */
 function modelRegistry(registry: RegistryStore): OpenAPIHono<AppEnv> {
   const router = createRouter();
   const modelOrThrow = async (name: string) => {
@@ -200,19 +137,28 @@ function modelRegistry(registry: RegistryStore): OpenAPIHono<AppEnv> {
   };
 
   router.openapi(listModelsRoute, async (c) => {
-    return c.json({ models: (await registry.listModels(c.req.valid('query'))).map(modelJson) }, 200);
+    const query = c.req.valid('query');
+    const list = await registry.listModels(query, modelFilterOf(query));
+    return c.json({ models: list.map(modelJson) }, 200);
   });
 
   router.openapi(getModelRoute, async (c) => {
     const { name } = c.req.valid('param');
     const model = await modelOrThrow(name);
-    const [versions, champion] = await Promise.all([registry.listVersions(name), registry.champion(name)]);
+    const [versions, champion, aliases] = await Promise.all([
+      registry.listVersions(name),
+      registry.champion(name),
+      registry.aliases(name),
+    ]);
     const latest = versions[0];
+    const shown = [latest, champion].filter((v) => v !== undefined);
+    const context = await versionContext(registry, name, shown);
     return c.json(
       {
         ...modelJson(model),
-        latestVersion: latest ? versionJson(name, latest) : null,
-        champion: champion ? versionJson(name, champion) : null,
+        latestVersion: latest ? versionJson(name, latest, context) : null,
+        champion: champion ? versionJson(name, champion, context) : null,
+        aliases: aliases.map(aliasJson),
         versionCount: versions.length,
       },
       200,
@@ -222,8 +168,10 @@ function modelRegistry(registry: RegistryStore): OpenAPIHono<AppEnv> {
   router.openapi(listVersionsRoute, async (c) => {
     const { name } = c.req.valid('param');
     await modelOrThrow(name);
-    const versions = await registry.listVersions(name, c.req.valid('query'));
-    return c.json({ versions: versions.map((v) => versionJson(name, v)) }, 200);
+    const query = c.req.valid('query');
+    const versions = await registry.listVersions(name, query, versionFilterOf(query));
+    const context = await versionContext(registry, name, versions);
+    return c.json({ versions: versions.map((v) => versionJson(name, v, context)) }, 200);
   });
 
   router.openapi(getVersionRoute, async (c) => {
@@ -235,9 +183,14 @@ function modelRegistry(registry: RegistryStore): OpenAPIHono<AppEnv> {
       const what = typeof ref === 'number' ? `version ${ref}` : `version with the alias ${ref}`;
       throw new NotFoundError(`model ${name} has no ${what}`);
     }
-    const transitions = await registry.transitions(version.id);
-    return c.json({ ...versionJson(name, version), transitions: transitions.map(transitionJson) }, 200);
+    const [transitions, context] = await Promise.all([
+      registry.transitions(version.id),
+      versionContext(registry, name, [version]),
+    ]);
+    return c.json({ ...versionJson(name, version, context), transitions: transitions.map(transitionJson) }, 200);
   });
 
+  router.route('/', modelAliases(registry));
+  router.route('/', modelEdits(registry));
   return router;
 }

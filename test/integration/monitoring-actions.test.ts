@@ -575,6 +575,59 @@ describe('monitoring actions', () => {
     expect(received.length - before).toBe(2);
   });
 
+  it('skips the rollback while a rollout holds the deployment: its own analysis decides', async () => {
+    // After the test above: v1 serves (v3 before it); a rollout holds the deployment to canary v2.
+    const [v1, v2] = raced.versions;
+    const deployments = platform.storage.deployments;
+    const windowEnd = new Date(T0.getTime() + 3 * HOUR);
+    const windowStart = new Date(windowEnd.getTime() - HOUR);
+    const {
+      rows: [row],
+    } = await platform.activityDeps.pgPool.query<{ id: string }>(
+      `insert into monitoring_windows
+         (deployment, model, version_id, version, window_start, window_end, rows, labelled_rows, breached, summary)
+       values ($1, $1, $2, $3, $4, $5, 200, 200, false, '{}') returning id`,
+      [raced.name, v1!.id, v1!.version, windowStart, windowEnd],
+    );
+    const summary = {
+      windowId: row!.id,
+      deployment: raced.name,
+      model: raced.name,
+      version: v1!.version,
+      versionId: v1!.id,
+      windowStart: windowStart.toISOString(),
+      windowEnd: windowEnd.toISOString(),
+      rows: 200,
+      labelledRows: 200,
+      features: [],
+      live: { accuracy: 0.5 },
+      breaches: [],
+      breached: false,
+      belowMinRows: false,
+    } as unknown as WindowSummary;
+    const workflowId = `rollout-${raced.name}-${randomUUID()}`;
+    await deployments.reserveRollout({ deploymentName: raced.name, workflowId, versionId: v2!.id });
+    const before = await deployments.deploymentHistory(raced.name);
+    try {
+      const outcome = (await new MockActivityEnvironment().run(
+        createActivities(platform.activityDeps).rollbackFromMonitoring,
+        {
+          summary,
+          rollback: { metric: 'accuracy' as const, min: 0.99, minLabelledRows: 20 },
+        },
+      )) as MonitoringActionOutcome;
+      expect(outcome).toMatchObject({
+        kind: 'rollback',
+        status: 'skipped',
+        reason: expect.stringMatching(new RegExp(`, but rollout ${workflowId} holds the deployment: its own analysis`)),
+        details: { workflowId },
+      });
+      expect(await deployments.deploymentHistory(raced.name)).toEqual(before);
+    } finally {
+      await deployments.releaseRollout(raced.name, workflowId);
+    }
+  });
+
   it('lists windows by time and feature, and answers 404 for unknown deployments and windows', async () => {
     const list = await call<{ windows: { windowId: string; features: { feature: string }[] }[] }>(
       'GET',

@@ -213,6 +213,7 @@ export async function startFuzzPlatform(options: { bodyLimitBytes: number }): Pr
       watchedObjects: storage.watchedObjects,
       monitoringWindows: storage.monitoringWindows,
       monitoringActions: storage.monitoringActions,
+      lineage: storage.lineage,
     },
     sources: { policy, objects: storage.objects, scratchDir: path.join(scratchDir, 'probes') },
     runner,
@@ -265,11 +266,15 @@ export async function startFuzzPlatform(options: { bodyLimitBytes: number }): Pr
       'PUT /v1/pipelines/{name}': [definition],
       'POST /v1/pipelines/{name}/runs': [{}, { version: 1 }],
       'POST /v1/models/{name}/predict': [{ instance }, { instances: [instance, instance] }],
+      'PUT /v1/models/{name}/aliases/{alias}': [{ version: 1 }, { version: 2, reason: 'fuzz' }],
+      'PATCH /v1/models/{name}': [{ description: 'fuzzed', tags: { team: 'fuzz' } }],
+      'PATCH /v1/models/{name}/versions/{version}': [{ tags: { team: 'fuzz', gone: null } }],
       'POST /v1/deployments/{name}/rollouts': [
         { strategy: 'replace', version: 2 },
         { strategy: 'shadow', version: 2 },
         { strategy: 'canary', version: 2 },
       ],
+      'POST /v1/deployments/{name}/rollback': [{ reason: 'fuzz' }, { to: 1, reason: 'fuzz' }],
       'POST /v1/connections': [
         {
           name: 'warehouse',

@@ -30,7 +30,7 @@ import {
 import { registerMonitoringGauges, type LatestWindow } from '../../../monitoring/gauges.js';
 import type { WindowSummary } from '../../../monitoring/types.js';
 import { DEFAULT_RETRAIN_COOLDOWN_SECONDS, pipelineDefinitionSchema } from '../../../pipelines/definition.js';
-import type { RevisionSummary } from '../../../storage/deployment-store.js';
+import type { HistoryRevision } from '../../../storage/deployment-store.js';
 
 function summary(overrides: Partial<WindowSummary> = {}): WindowSummary {
   return {
@@ -302,11 +302,12 @@ describe('when a window acts', () => {
 
 describe('rollbackTarget', () => {
   let at = 0;
-  const rev = (versionId: string, reason = 'deployed', role = 'champion'): RevisionSummary =>
+  const rev = (versionId: string, reason = 'deployed', role = 'champion', versionStatus = 'blessed'): HistoryRevision =>
     ({
       id: `r${at}`,
       versionId,
       version: Number(versionId.slice(1)),
+      versionStatus,
       role,
       reason,
       startedAt: new Date(at++),
@@ -323,6 +324,31 @@ describe('rollbackTarget', () => {
     const reason = `${rollbackReasonPrefix('w1')}: auc 0.6 < 0.7`;
     expect(isMonitoringRollback(reason)).toBe(true);
     const history = [rev('v1', reason), rev('v2'), rev('v1'), rev('v0')];
+    expect(rollbackTarget(history, 'v1')?.versionId).toBe('v0');
+  });
+
+  it('passes over an earlier champion that may not serve now for an older one', () => {
+    const archived = [rev('v3'), rev('v2', 'deployed', 'champion', 'archived'), rev('v1')];
+    expect(rollbackTarget(archived, 'v3')?.versionId).toBe('v1');
+    expect(rollbackTarget(archived, 'v3', { allowUnblessed: true })?.versionId).toBe('v1');
+    const unblessed = [
+      rev('v3'),
+      rev('v2', 'deployed', 'champion', 'registered'),
+      rev('v1', 'deployed', 'champion', 'archived'),
+    ];
+    expect(rollbackTarget(unblessed, 'v3')).toBeUndefined();
+    expect(rollbackTarget(unblessed, 'v3', { allowUnblessed: true })?.versionId).toBe('v2');
+  });
+
+  it('tells which champion each rollback replaced across repeated revisions of one version', () => {
+    // v1, v2 (its revision started again by a canary), then a rollback to v1: v2 is the one rolled back from.
+    const history = [
+      rev('v1', `${rollbackReasonPrefix('w2')}: auc`),
+      rev('v2', 'canary over'),
+      rev('v2'),
+      rev('v1'),
+      rev('v0'),
+    ];
     expect(rollbackTarget(history, 'v1')?.versionId).toBe('v0');
   });
 });

@@ -69,6 +69,8 @@ export class FakeRegistry implements PoolRegistry, PoolDeployments {
       status: 'blessed',
       codeVersion: null,
       sourceRunId: null,
+      description: null,
+      tags: {},
       createdAt: new Date(),
     };
     model.versions.push(version);
