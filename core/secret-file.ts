@@ -4,7 +4,8 @@ import { isErrnoException } from './errors.js';
 
 /**
  * The secret kept in `file` (trimmed), writing `make()` there first when the file does not exist: mode 0600, its
- * folder 0700. Created with O_EXCL, so two processes racing both end with the secret written first.
+ * own folder 0700 (the folders above it keep the default mode). Created with O_EXCL, so two processes racing both
+ * end with the secret written first.
  */
 export async function readOrCreateSecret(file: string, make: () => string): Promise<string> {
   try {
@@ -12,7 +13,11 @@ export async function readOrCreateSecret(file: string, make: () => string): Prom
   } catch (error) {
     if (!isErrnoException(error) || error.code !== 'ENOENT') throw error;
   }
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  // Only the secret's own folder is private: a recursive mkdir would give every folder it creates mode 0700, the
+  // data directory included, which the embedded PostgreSQL (another user) must be able to enter.
+  const folder = path.dirname(file);
+  await mkdir(path.dirname(folder), { recursive: true });
+  await mkdir(folder, { recursive: true, mode: 0o700 });
   try {
     await writeFile(file, `${make()}\n`, { mode: 0o600, flag: 'wx' });
   } catch (error) {

@@ -32,7 +32,9 @@ beforeAll(async () => {
   platform = started.platform;
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-api-'));
   const csv = path.join(dir, 'events.csv');
-  fs.writeFileSync(csv, syntheticCsv());
+  // Categories of its own: a schema is content-addressed, so another test file's pipeline over the same synthetic
+  // data would share this schema's node and show up downstream of this snapshot (through its register stage).
+  fs.writeFileSync(csv, syntheticCsv({ kindPrefix: `lineage-${randomUUID().slice(0, 8)}-` }));
   await platform.storage.pipelines.saveDefinition(syntheticDefinition(name, csv), 'test');
   first = await runPipelineToEnd(started.runner, name);
   second = await runPipelineToEnd(started.runner, name);
