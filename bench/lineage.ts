@@ -13,9 +13,6 @@
  * fingerprint), and a pipeline's schema artifact is written by the validate_data of each of its runs (the schema in
  * force is content-addressed), which ties a pipeline's runs together. Each iteration asks about another pipeline.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { createLogger } from '../core/logger.js';
@@ -24,9 +21,7 @@ import { createErrorHandler } from '../server/error-handler.js';
 import { createRouter } from '../server/router.js';
 import { lineage } from '../server/routes/lineage.js';
 import type { LineageGraphJson } from '../server/routes/lineage-responses.js';
-import { PLATFORM_DATABASE, postgresUrl, startPostgresServer } from '../stack/postgres-server.js';
-import { findFreePort } from '../stack/ports.js';
-import { createDatabase, runMigrations } from '../storage/database.js';
+import { createDatabase } from '../storage/database.js';
 import { DrizzleLineageStore } from '../storage/lineage-store.js';
 import {
   check,
@@ -37,6 +32,7 @@ import {
   summarize,
   writeResultFile,
 } from './harness.js';
+import { startScratchPostgres } from './scratch-postgres.js';
 
 const { runs, warmup, options } = parseBenchArgs({
   runs: 30,
@@ -258,20 +254,9 @@ async function anchorIds(pool: pg.Pool, pipeline: number): Promise<{ version: st
 }
 
 async function main(): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-bench-lineage-'));
-  fs.chmodSync(dir, 0o755);
-  const port = await findFreePort();
-  const server = await startPostgresServer({
-    clusterDir: path.join(dir, 'postgres'),
-    logFile: path.join(dir, 'postgres.log'),
-    pidFile: path.join(dir, 'postgres.pid'),
-    host: '127.0.0.1',
-    port,
-    timeoutMs: 60_000,
-  });
-  const database = createDatabase(postgresUrl('127.0.0.1', port, PLATFORM_DATABASE), { max: 10 });
+  const scratch = await startScratchPostgres('lineage');
+  const database = createDatabase(scratch.url, { max: 10 });
   try {
-    await runMigrations(database.db);
     const seedStarted = performance.now();
     const counts = await seed(database.pool);
     const seedMs = performance.now() - seedStarted;
@@ -346,8 +331,7 @@ async function main(): Promise<void> {
     if (failed.length > 0) process.exitCode = 1;
   } finally {
     await database.close();
-    await server.process.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await scratch.stop();
   }
 }
 

@@ -14,7 +14,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -25,9 +24,6 @@ import { baselineEdges } from '../monitoring/distances.js';
 import { estimateBinaryPerformance } from '../monitoring/performance-estimate.js';
 import { analyzeFeature, type ReportFeature } from '../monitoring/window-analysis.js';
 import { scanWindow, type ScanPlan, type WindowQuery, type WindowScan } from '../monitoring/window-scan.js';
-import { ensureDatabase, PLATFORM_DATABASE, postgresUrl, startPostgresServer } from '../stack/postgres-server.js';
-import { findFreePort } from '../stack/ports.js';
-import { createDatabase, runMigrations } from '../storage/database.js';
 import {
   check,
   describeMachine,
@@ -37,6 +33,7 @@ import {
   quantile,
   writeResultFile,
 } from './harness.js';
+import { startScratchPostgres } from './scratch-postgres.js';
 
 const { runs, options } = parseBenchArgs({ runs: 5, options: { rows: '1000000', python: '/usr/bin/python3' } });
 const totalRows = Number(options.rows);
@@ -265,24 +262,11 @@ function compare(analyzed: ReturnType<typeof analyze>, result: ReferenceResult):
 }
 
 async function main(): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-bench-monitoring-'));
-  fs.chmodSync(dir, 0o755);
-  const port = await findFreePort();
-  const server = await startPostgresServer({
-    clusterDir: path.join(dir, 'postgres'),
-    logFile: path.join(dir, 'postgres.log'),
-    pidFile: path.join(dir, 'postgres.pid'),
-    host: '127.0.0.1',
-    port,
-    timeoutMs: 60_000,
-  });
+  const scratch = await startScratchPostgres('monitoring');
+  const { dir } = scratch;
   try {
-    await ensureDatabase(postgresUrl('127.0.0.1', port, 'postgres'), PLATFORM_DATABASE);
-    const database = createDatabase(server.url, { max: 1 });
-    await runMigrations(database.db);
-    await database.close();
     // One connection, so the backend whose CPU time is read is the one that serves every query.
-    const pool = new pg.Pool({ connectionString: server.url, max: 1 });
+    const pool = new pg.Pool({ connectionString: scratch.url, max: 1 });
     const backend = (await pool.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
     console.error(`inserting ${totalRows} rows (and ${Math.round(totalRows / 10)} for the previous window)...`);
     await pool.query('select setseed(0.42)');
@@ -404,8 +388,7 @@ async function main(): Promise<void> {
       `results: ${writeResultFile('monitoring-window', { totalRows, runs, medians: m, samples, worstDifference: worst, versions })}`,
     );
   } finally {
-    await server.process.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await scratch.stop();
   }
 }
 

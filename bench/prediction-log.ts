@@ -5,17 +5,12 @@
  * embedded Postgres with the platform's migrations.
  */
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
-import { ensureDatabase, PLATFORM_DATABASE, postgresUrl, startPostgresServer } from '../stack/postgres-server.js';
-import { findFreePort } from '../stack/ports.js';
 import type { PredictionLogSink } from '../serving/prediction-log.js';
 import { postgresPredictionLogSink } from '../serving/prediction-log-postgres.js';
 import type { PredictionLogRow } from '../serving/prediction-log-records.js';
-import { createDatabase, runMigrations } from '../storage/database.js';
 import { describeMachine, parseBenchArgs, processCpuSeconds, quantile, writeResultFile } from './harness.js';
+import { startScratchPostgres } from './scratch-postgres.js';
 
 const { runs, options } = parseBenchArgs({ runs: 5, options: { rows: '100000', batch: '1000' } });
 const totalRows = Number(options.rows);
@@ -121,24 +116,9 @@ async function storedText(pool: pg.Pool, sink: PredictionLogSink, rows: readonly
 }
 
 async function main(): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-bench-prediction-log-'));
-  fs.chmodSync(dir, 0o755);
-  const port = await findFreePort();
-  const server = await startPostgresServer({
-    clusterDir: path.join(dir, 'postgres'),
-    logFile: path.join(dir, 'postgres.log'),
-    pidFile: path.join(dir, 'postgres.pid'),
-    host: '127.0.0.1',
-    port,
-    timeoutMs: 60_000,
-  });
+  const scratch = await startScratchPostgres('prediction-log');
   try {
-    await ensureDatabase(postgresUrl('127.0.0.1', port, 'postgres'), PLATFORM_DATABASE);
-    const database = createDatabase(server.url, { max: 1 });
-    await runMigrations(database.db);
-    await database.close();
-
-    const pool = new pg.Pool({ connectionString: server.url, max: 1 });
+    const pool = new pg.Pool({ connectionString: scratch.url, max: 1 });
     const sinks: Record<string, PredictionLogSink> = {
       'INSERT ... json_to_recordset': insertSink(pool),
       'COPY ... FROM STDIN (text)': postgresPredictionLogSink(pool),
@@ -199,8 +179,7 @@ async function main(): Promise<void> {
     }
     console.log(`results: ${writeResultFile('prediction-log', { totalRows, batchSize, runs, summary, samples })}`);
   } finally {
-    await server.process.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await scratch.stop();
   }
 }
 
